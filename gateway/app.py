@@ -1,0 +1,123 @@
+# The gateway process: checks what the config points at, opens the store, runs until a signal.
+"""Wiring of one gateway node.
+
+For now the node checks its config and store, logs what it would serve and waits for SIGINT
+or SIGTERM; the SMPP and SIP listeners and the delivery pipeline attach here as they land
+(issues 3-5). Shutdown is ordered: stop accepting, finish in-flight work, close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+import sys
+from pathlib import Path
+
+from gateway.config import Config, format_duration
+from gateway.errors import GatewayError
+from gateway.secrets import SecretBox
+from gateway.store.engine import display_url, make_engine, require_current
+
+log = logging.getLogger("gateway")
+
+
+def configure_logging(level: str) -> None:
+    """Human-readable lines on stderr (structured JSON logs arrive with issue 8)."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def _tls_problem(where: str, cert: str, key: str) -> str | None:
+    for role, path in (("cert", cert), ("key", key)):
+        if not Path(path).is_file():
+            return f"{where}.{role}: file not found: {path}"
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        return f"{where}: cannot load certificate {cert} with key {key}: {exc}"
+    return None
+
+
+def preflight(config: Config) -> list[str]:
+    """Everything that would stop the node from serving, as ``key: reason`` lines."""
+    problems: list[str] = []
+    for i, listener in enumerate(config.smpp.listen):
+        if listener.tls is not None:
+            where = f"{config.source}: smpp.listen[{i}].tls"
+            problem = _tls_problem(where, listener.tls.cert, listener.tls.key)
+            if problem:
+                problems.append(problem)
+    for i, sip_listener in enumerate(config.sip.listen):
+        if sip_listener.transport == "tls" and sip_listener.cert and sip_listener.key:
+            where = f"{config.source}: sip.listen[{i}]"
+            problem = _tls_problem(where, sip_listener.cert, sip_listener.key)
+            if problem:
+                problems.append(problem)
+    try:
+        SecretBox.from_key_file(config.secret_key_file)
+    except GatewayError as exc:
+        problems.append(str(exc))
+    try:
+        engine = make_engine(config.database)
+        try:
+            require_current(engine)
+        finally:
+            engine.dispose()
+    except GatewayError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+def describe(config: Config) -> list[str]:
+    """The config as log lines (no secret: the database password is hidden)."""
+    lines = [
+        f"env {config.env}, database {display_url(config.database)}",
+        f"numbering: country code {config.numbering.country_code}, "
+        f"national prefix {config.numbering.national_prefix!r}",
+    ]
+    for listener in config.smpp.listen:
+        kind = "smpp+tls" if listener.tls else "smpp"
+        where = f"{listener.host}:{listener.port}"
+        lines.append(f"{kind} listener {where} (system_id {config.smpp.system_id})")
+    for sip_listener in config.sip.listen:
+        where = f"{sip_listener.host}:{sip_listener.port}"
+        lines.append(f"sip {sip_listener.transport} listener {where}")
+    lines.append(f"sip domain {config.sip.domain}")
+    lines.append(f"management {config.management.host}:{config.management.port}")
+    retry = ", ".join(format_duration(d) for d in config.delivery.retry)
+    lines.append(f"delivery: validity {format_duration(config.delivery.validity)}, retry {retry}")
+    return lines
+
+
+async def _wait_for_signal() -> str:
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[str] = loop.create_future()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda s=sig: stop.done() or stop.set_result(s.name))
+    return await stop
+
+
+def serve(config: Config) -> None:
+    """Run the node in the foreground until SIGINT or SIGTERM."""
+    configure_logging(config.log.level)
+    log.info("starting gateway from %s", config.source)
+    engine = make_engine(config.database)
+    try:
+        require_current(engine)
+        for line in describe(config):
+            log.info("%s", line)
+        log.warning(
+            "listeners are not served yet in this release: the node stores provisioning only"
+        )
+        log.info("ready; stop with Ctrl-C or SIGTERM")
+        received = asyncio.run(_wait_for_signal())
+        log.info("%s received, shutting down", received)
+    finally:
+        engine.dispose()
+    log.info("stopped")

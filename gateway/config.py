@@ -1,0 +1,732 @@
+# Gateway configuration: YAML -> frozen dataclasses; every bad value reported as file: key: reason.
+"""Configuration of one gateway node.
+
+Each YAML section is a frozen dataclass; each key is a dataclass field declared with
+:func:`setting`, which carries its documentation (``metadata["doc"]``) and an optional check.
+The loader is generic: it walks the fields' type hints (``str``, ``int``, ``bool``,
+``timedelta``, ``tuple[X, ...]``, ``X | None``, ``Literal``, nested dataclasses), so a new
+key needs only a new field. Checks run in ``__post_init__``, so a Config built in code is held
+to the same rules as one read from a file. :func:`iter_settings` lists every key, its default
+and its doc, for the generated configuration reference.
+
+Errors are :class:`gateway.errors.ConfigError` (ARCHITECTURE.md rule 4), e.g.
+``conf/gateway.yaml: sip.listen[1].port: must be 1-65535, got 70000``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import ipaddress
+import os
+import re
+import types
+from collections.abc import Callable, Iterator, Mapping
+from datetime import timedelta
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import phonenumbers
+import yaml
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from gateway.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "Config",
+    "DeliveryConfig",
+    "LogConfig",
+    "ManagementConfig",
+    "Numbering",
+    "SipConfig",
+    "SipListener",
+    "SmppConfig",
+    "SmppListener",
+    "TlsFiles",
+    "format_duration",
+    "iter_settings",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "setting",
+]
+
+DEFAULT_CONFIG_PATH = "conf/gateway.yaml"
+MAX_FILE_BYTES = 1 << 20  # a real config is a few kB; refuse anything absurd (rule 5)
+MAX_LISTENERS = 16
+MAX_RETRIES = 32
+MAX_VALIDITY = timedelta(days=30)
+
+
+# --- errors inside the loader ----------------------------------------------------------------
+
+
+class _Invalid(ValueError):
+    """A bad value at a key path relative to where it was found; becomes a ConfigError."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}" if key else reason)
+        self.key = key
+        self.reason = reason
+
+    def under(self, prefix: str) -> _Invalid:
+        return _Invalid(_join(prefix, self.key), self.reason)
+
+
+def _join(prefix: str, key: str) -> str:
+    if not prefix or not key:
+        return prefix or key
+    return f"{prefix}{key}" if key.startswith("[") else f"{prefix}.{key}"
+
+
+def _describe(value: Any) -> str:
+    """A value as an error message shows it (YAML spelling for the non-scalars)."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return repr(value)
+
+
+# --- durations -------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_DURATION_FORMS = "use 5s, 30s, 2m, 1h, 1d, a combination such as 1h30m, or whole seconds (300)"
+
+
+def parse_duration(text: str | int) -> timedelta:
+    """``"5s"``, ``"2m"``, ``"48h"``, ``"1d"``, ``"1h30m"`` or whole seconds -> timedelta.
+
+    Raises ValueError naming the accepted forms for anything else.
+    """
+    if isinstance(text, int) and not isinstance(text, bool):
+        return timedelta(seconds=text)
+    if not isinstance(text, str):
+        raise ValueError(f"expected a duration, got {_describe(text)}; {_DURATION_FORMS}")
+    spec = text.strip()
+    try:
+        if spec.isascii() and spec.isdigit():
+            return timedelta(seconds=int(spec))
+        match = _DURATION.fullmatch(spec)
+        if not spec or match is None:
+            raise ValueError(f"not a duration: {text!r}; {_DURATION_FORMS}")
+        days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+        return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"duration too long: {text!r}") from None
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest text :func:`parse_duration` reads back: ``2d``, ``1h30m``, ``0s``.
+
+    Whole days are written in days alone; anything else in hours, minutes and seconds.
+    """
+    if value < timedelta(0) or value.microseconds:
+        raise ValueError(f"only whole, non-negative seconds have a text form, got {value}")
+    total = int(value.total_seconds())
+    if total and total % 86400 == 0:
+        return f"{total // 86400}d"
+    hours, rest = divmod(total, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (seconds, "s")) if n)
+    return text or "0s"
+
+
+# --- field declaration and checks ------------------------------------------------------------
+
+Check = Callable[[Any], Any]
+
+
+def setting(
+    doc: str, default: Any = dataclasses.MISSING, *, check: Check | None = None, key: bool = True
+) -> Any:
+    """A documented configuration field.
+
+    ``check`` takes the converted value and returns it (possibly normalised) or raises
+    :class:`ValueError` with the reason; ``key=False`` marks a field that is not a YAML key.
+    """
+    return dataclasses.field(default=default, metadata={"doc": doc, "check": check, "key": key})
+
+
+def _matching(pattern: str, what: str) -> Check:
+    regex = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if regex.fullmatch(value) is None:
+            raise ValueError(f"must be {what}, got {value!r}")
+        return value
+
+    return check
+
+
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+
+
+def _hostname(value: str) -> str:
+    if _HOSTNAME.fullmatch(value) is None:
+        raise ValueError(f"must be a hostname, got {value!r}")
+    return value
+
+
+def _host(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if _HOSTNAME.fullmatch(value) is None:
+            raise ValueError(
+                f"must be an IP address (IPv6 without brackets) or a hostname, got {value!r}"
+            ) from None
+    return value
+
+
+def _port(value: int) -> int:
+    if not 0 <= value <= 65535:
+        raise ValueError(f"must be 1-65535, got {value}")
+    return value
+
+
+def _not_empty(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _country_code(value: str) -> str:
+    if re.fullmatch(r"[1-9][0-9]{0,2}", value) is None or phonenumbers.region_code_for_country_code(
+        int(value)
+    ) in ("ZZ", "001"):
+        raise ValueError(f"must be a country calling code such as 964 or 44, got {value!r}")
+    return value
+
+
+def _system_id(value: str) -> str:
+    if not 1 <= len(value) <= 15 or re.fullmatch(r"[\x21-\x7e]*", value) is None:
+        raise ValueError(
+            f"must be 1-15 printable ASCII characters without spaces, got {value!r}"
+            f" ({len(value)} characters)"
+        )
+    return value
+
+
+_DATABASE_DRIVERS = {
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite+pysqlite",
+    "postgresql": "postgresql+psycopg",  # psycopg 3 is the driver we ship
+    "postgresql+psycopg": "postgresql+psycopg",
+}
+
+
+def _database_url(value: str) -> str:
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError(f"not a database URL: {value!r}") from None
+    driver = _DATABASE_DRIVERS.get(url.drivername)
+    if driver is None:
+        raise ValueError(
+            f"unsupported database {url.drivername!r}; use sqlite:///FILE"
+            " or postgresql+psycopg://USER@HOST/DB"
+        )
+    if driver == url.drivername:
+        return value
+    return url.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def _show(value: timedelta) -> str:
+    try:
+        return format_duration(value)
+    except ValueError:
+        return str(value)
+
+
+def _validity(value: timedelta) -> timedelta:
+    if not timedelta(0) < value <= MAX_VALIDITY:
+        raise ValueError(
+            f"must be more than 0s and at most {_show(MAX_VALIDITY)}, got {_show(value)}"
+        )
+    return value
+
+
+def _retry(values: tuple[timedelta, ...]) -> tuple[timedelta, ...]:
+    if not 1 <= len(values) <= MAX_RETRIES:
+        raise ValueError(f"must list 1-{MAX_RETRIES} waits, got {len(values)}")
+    for index, value in enumerate(values):
+        if value <= timedelta(0):
+            raise _Invalid(f"[{index}]", f"must be more than 0s, got {_show(value)}")
+    return values
+
+
+def _distinct_listeners(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """At most MAX_LISTENERS, and no two binding the same socket (port 0 never clashes)."""
+    if len(values) > MAX_LISTENERS:
+        raise ValueError(f"must list at most {MAX_LISTENERS} listeners, got {len(values)}")
+    seen: dict[tuple[str, str, int], int] = {}
+    for index, listener in enumerate(values):
+        protocol = "UDP" if getattr(listener, "transport", "tcp") == "udp" else "TCP"
+        try:
+            host = str(ipaddress.ip_address(listener.host))
+        except ValueError:
+            host = listener.host.lower()
+        socket = (protocol, host, listener.port)
+        if listener.port and socket in seen:
+            raise _Invalid(
+                f"[{index}]",
+                f"duplicate of entry [{seen[socket]}]: both use {protocol}"
+                f" {listener.host}:{listener.port}",
+            )
+        seen.setdefault(socket, index)
+    return values
+
+
+class _Checked:
+    """Runs each field's check, then :meth:`_check_together`, whenever a section is built."""
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            check = field.metadata.get("check")
+            if check is None:
+                continue
+            value = getattr(self, field.name)
+            try:
+                checked = check(value)
+            except _Invalid as exc:
+                raise exc.under(field.name) from None
+            except ValueError as exc:
+                raise _Invalid(field.name, str(exc)) from None
+            if checked is not value:
+                object.__setattr__(self, field.name, checked)
+        self._check_together()
+
+    def _check_together(self) -> None:
+        """Rules across fields; raise :class:`_Invalid` with the offending key."""
+
+
+# --- the sections ----------------------------------------------------------------------------
+
+# setting() is dataclasses.field() plus a doc, and every default below is an immutable value.
+# ruff: noqa: RUF009
+
+_PORT_DOC = "Port, 1-65535; 0 takes any free port (tests use it)."
+_LISTEN_HOST_DOC = (
+    "Address to listen on: an IP address (IPv6 without brackets), 0.0.0.0 for"
+    " every interface, or a hostname."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Numbering(_Checked):
+    """How national numbers are turned into E.164 (ARCHITECTURE.md rule 9)."""
+
+    country_code: str = setting(
+        "Country calling code of the home network (1-3 digits, e.g. 964 for Iraq); numbers"
+        " given in national form get this prefix.",
+        "964",
+        check=_country_code,
+    )
+    national_prefix: str = setting(
+        'Trunk prefix dialled before national numbers (digits, "" for none); stripped before'
+        " the country code is added.",
+        "0",
+        check=_matching(r"[0-9]{0,5}", "0-5 digits"),
+    )
+    international_prefix: str = setting(
+        "Prefix dialled before a country code to call abroad (1-5 digits, e.g. 00 or 011).",
+        "00",
+        check=_matching(r"[0-9]{1,5}", "1-5 digits"),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TlsFiles(_Checked):
+    """Certificate and private key (PEM) for a TLS listener."""
+
+    cert: str = setting(
+        "Certificate chain file (PEM); a relative path is resolved against the working"
+        " directory the gateway is started from.",
+        check=_not_empty,
+    )
+    key: str = setting(
+        "Private key file (PEM) of that certificate; relative to the working directory.",
+        check=_not_empty,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SmppListener(_Checked):
+    """One SMPP server socket that carriers and peer environments bind to."""
+
+    host: str = setting(_LISTEN_HOST_DOC, check=_host)
+    port: int = setting(_PORT_DOC + " 2775 is the usual plain SMPP port.", check=_port)
+    tls: TlsFiles | None = setting(
+        "Serve SMPP over TLS with these files; omit for plain TCP.", None
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SmppConfig(_Checked):
+    """The SMPP 3.4 server side."""
+
+    system_id: str = setting(
+        "Name this gateway gives in bind responses (1-15 printable ASCII characters, no spaces).",
+        "GATEWAY",
+        check=_system_id,
+    )
+    listen: tuple[SmppListener, ...] = setting(
+        "Sockets to accept SMPP binds on; no two on the same host and port.",
+        (SmppListener("127.0.0.1", 2775),),
+        check=_distinct_listeners,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SipListener(_Checked):
+    """One SIP socket that apps register and send MESSAGE on."""
+
+    transport: Literal["udp", "tcp", "tls"] = setting(
+        "udp, tcp or tls; tcp and tls share TCP ports, so they need different ports."
+    )
+    host: str = setting(_LISTEN_HOST_DOC, check=_host)
+    port: int = setting(_PORT_DOC + " Usually 5060, or 5061 for tls.", check=_port)
+    cert: str | None = setting(
+        "Certificate chain file (PEM), required for tls and refused otherwise; relative to"
+        " the working directory.",
+        None,
+    )
+    key: str | None = setting(
+        "Private key file (PEM) of that certificate, required for tls and refused otherwise;"
+        " relative to the working directory.",
+        None,
+    )
+
+    def _check_together(self) -> None:
+        for name in ("cert", "key"):
+            given = getattr(self, name)
+            if self.transport == "tls" and not given:
+                raise _Invalid(name, "is required when transport is tls")
+            if self.transport != "tls" and given is not None:
+                raise _Invalid(name, f"is only allowed with transport tls, not {self.transport}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SipConfig(_Checked):
+    """The SIP side: registrar and RFC 3428 MESSAGE towards apps."""
+
+    domain: str = setting(
+        "SIP domain the gateway serves (the host part of app users' addresses of record);"
+        " set it to the name apps register to.",
+        "localhost",
+        check=_hostname,
+    )
+    listen: tuple[SipListener, ...] = setting(
+        "Sockets to accept SIP on; no two of the same transport on the same host and port.",
+        (SipListener("udp", "127.0.0.1", 5060), SipListener("tcp", "127.0.0.1", 5060)),
+        check=_distinct_listeners,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ManagementConfig(_Checked):
+    """HTTP endpoint for health checks and Prometheus metrics."""
+
+    host: str = setting(
+        "Address of the management endpoint; keep it on loopback or a private network.",
+        "127.0.0.1",
+        check=_host,
+    )
+    port: int = setting(_PORT_DOC, 8080, check=_port)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryConfig(_Checked):
+    """How long and how often the gateway tries to deliver a stored message."""
+
+    validity: timedelta = setting(
+        "How long the gateway keeps trying to deliver a message before it expires (more than"
+        " 0s, at most 30d).",
+        timedelta(hours=48),
+        check=_validity,
+    )
+    retry: tuple[timedelta, ...] = setting(
+        "Waits between delivery attempts, in order; the last one repeats until the validity"
+        " runs out. Each more than 0s.",
+        tuple(timedelta(seconds=s) for s in (5, 30, 120, 600, 3600)),
+        check=_retry,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class LogConfig(_Checked):
+    """Logging."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting(
+        "Least severe level written: DEBUG, INFO, WARNING or ERROR (any case).", "INFO"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(_Checked):
+    """Everything one gateway node reads at start."""
+
+    env: str = setting(
+        "Name of this environment (1-32 of A-Z a-z 0-9 _ -); shown in logs and metrics and"
+        " used to tell environments on one host apart.",
+        "gateway",
+        check=_matching(r"[A-Za-z0-9_-]{1,32}", "1-32 characters of A-Z a-z 0-9 _ -"),
+    )
+    database: str = setting(
+        "SQLAlchemy URL of the store: sqlite:///FILE (FILE relative to the working directory)"
+        " or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB; postgresql:// means psycopg 3.",
+        "sqlite:///gateway.db",
+        check=_database_url,
+    )
+    numbering: Numbering = setting("Numbering plan of the home network.", Numbering())
+    smpp: SmppConfig = setting("SMPP server.", SmppConfig())
+    sip: SipConfig = setting("SIP side.", SipConfig())
+    management: ManagementConfig = setting("Management HTTP endpoint.", ManagementConfig())
+    delivery: DeliveryConfig = setting("Delivery attempts and expiry.", DeliveryConfig())
+    secret_key_file: str = setting(
+        "Key file that encrypts secrets the gateway must present to peers (e.g. outbound SMPP"
+        " passwords); created by `gatewayctl init`; relative to the working directory.",
+        "gateway.key",
+        check=_not_empty,
+    )
+    log: LogConfig = setting("Logging.", LogConfig())
+    source: str = setting("File this configuration was read from (not a YAML key).", "", key=False)
+
+    @property
+    def database_display(self) -> str:
+        """The database URL with any password replaced by ``***``, safe to log."""
+        return make_url(self.database).render_as_string(hide_password=True)
+
+
+# --- generic conversion ----------------------------------------------------------------------
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _keys(cls: type) -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("key", True)]
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        if value is None:
+            return None
+        (inner,) = (arg for arg in get_args(tp) if arg is not type(None))
+        return _convert(inner, value, path)
+    if origin is Literal:
+        options = get_args(tp)
+        for option in options:
+            if isinstance(value, str) and value.lower() == str(option).lower():
+                return option
+        raise _Invalid(
+            path, f"must be one of {', '.join(map(str, options))}, got {_describe(value)}"
+        )
+    if origin is tuple:
+        (item, _ellipsis) = get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise _Invalid(path, f"expected a list, got {_describe(value)}")
+        return tuple(_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, {} if value is None else value, path)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _Invalid(path, f"expected true or false, got {_describe(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid(path, f"expected an integer, got {_describe(value)}")
+        return value
+    if tp is str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)  # digit strings such as country_code: 964
+        if not isinstance(value, str):
+            raise _Invalid(path, f"expected a string, got {_describe(value)}")
+        return value
+    if tp is timedelta:
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise _Invalid(path, str(exc)) from None
+    raise TypeError(f"{path}: no conversion for setting type {tp!r}")
+
+
+def _build(cls: type, value: Any, path: str, **extra: Any) -> Any:
+    if not isinstance(value, Mapping):
+        raise _Invalid(path, f"expected a mapping, got {_describe(value)}")
+    fields = {f.name: f for f in _keys(cls)}
+    for key in value:
+        if key not in fields:
+            raise _Invalid(
+                _join(path, str(key)), f"unknown key; expected one of: {', '.join(fields)}"
+            )
+    kwargs: dict[str, Any] = dict(extra)
+    for name, field in fields.items():
+        if name in value:
+            kwargs[name] = _convert(_hints(cls)[name], value[name], _join(path, name))
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise _Invalid(_join(path, name), "is required")
+    try:
+        return cls(**kwargs)
+    except _Invalid as exc:
+        raise exc.under(path) from None
+
+
+def parse_config(data: Mapping[str, Any], source: str) -> Config:
+    """Build a Config from already-parsed YAML; ``source`` names the file in errors."""
+    try:
+        if not isinstance(data, Mapping):
+            raise _Invalid("", f"expected a mapping of settings, got {_describe(data)}")
+        config: Config = _build(Config, data, "", source=source)
+    except _Invalid as exc:
+        raise ConfigError(source, exc.key, exc.reason) from None
+    return config
+
+
+# --- reading the file ------------------------------------------------------------------------
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and reads 00, 011 or 1:30 as text, not numbers.
+
+    YAML 1.1 would turn ``international_prefix: 011`` into octal 9 and ``1:30`` into 90.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag.endswith(":merge"):
+                continue
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping",
+                        node.start_mark,
+                        f"found duplicate key {key_node.value!r}",
+                        key_node.start_mark,
+                    )
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != _INT_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver(
+    _INT_TAG, re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789")
+)
+
+
+def _read_yaml(source: str) -> Any:
+    try:
+        with open(source, "rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(
+            source, "", "file not found; give a path or set $GATEWAY_CONFIG"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(source, "", f"larger than {MAX_FILE_BYTES} bytes; not a config file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, "", f"not UTF-8 text (byte {exc.start})") from None
+    loader = _YamlLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(source, "", f"YAML error{where}: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, "", f"YAML error: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read the config from ``path``, else ``$GATEWAY_CONFIG``, else ``conf/gateway.yaml``."""
+    source = (
+        os.fspath(path)
+        if path is not None
+        else (os.environ.get("GATEWAY_CONFIG") or DEFAULT_CONFIG_PATH)
+    )
+    data = _read_yaml(source)
+    if not isinstance(data, Mapping):
+        got = "an empty file" if data is None else _describe(data)
+        raise ConfigError(source, "", f"expected a mapping of settings at the top level, got {got}")
+    return parse_config(data, source)
+
+
+# --- reference -------------------------------------------------------------------------------
+
+
+def _default_text(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_default_text(v) for v in value) + "]"
+    if dataclasses.is_dataclass(value):
+        parts = (
+            f"{f.name}: {_default_text(getattr(value, f.name))}"
+            for f in _keys(type(value))
+            if getattr(value, f.name) is not None
+        )
+        return "{" + ", ".join(parts) + "}"
+    if value == "":
+        return '""'
+    return str(value)
+
+
+def _section_type(tp: Any) -> tuple[type | None, str]:
+    """The dataclass a field holds (directly, optionally, or as list items) and its key suffix."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        (tp,) = (arg for arg in get_args(tp) if arg is not type(None))
+        origin = get_origin(tp)
+    if origin is tuple:
+        inner = get_args(tp)[0]
+        return (inner, "[].") if dataclasses.is_dataclass(inner) else (None, "")
+    return (tp, ".") if dataclasses.is_dataclass(tp) else (None, "")
+
+
+def _walk(cls: type, prefix: str) -> Iterator[tuple[str, str, str]]:
+    for field in _keys(cls):
+        key = prefix + field.name
+        section, suffix = _section_type(_hints(cls)[field.name])
+        if field.default is not dataclasses.MISSING:
+            shown = field.default
+            default = "" if dataclasses.is_dataclass(shown) else _default_text(shown)
+        else:
+            default = "(required)"
+        yield key, default, field.metadata["doc"]
+        if section is not None:
+            yield from _walk(section, key + suffix)
+
+
+def iter_settings(cls: type = Config) -> Iterator[tuple[str, str, str]]:
+    """Every YAML key under ``cls`` as (``sip.listen[].port``, default text, doc), in file order.
+
+    A section's own row has an empty default; its keys follow it.
+    """
+    return _walk(cls, "")

@@ -1,0 +1,177 @@
+# The provisioning model: a Context for one admin transaction and the Kind every object follows.
+"""What every provisioned kind of object (customer, account, carrier, ...) provides.
+
+A kind turns input into a canonical *record* (a plain dict of public fields, plus write-only
+secrets in clear while in memory), lists the stored records, and writes them. The generic
+operations (``service``) and the declarative ``apply`` are built on that alone, so the
+command line and a provisioning file go through the same validation and the same writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import Table, func, select
+from sqlalchemy.engine import Connection
+
+from gateway.errors import Conflict, InvalidInput, NotFound
+from gateway.provisioning.fields import REQUIRED, Field
+from gateway.secrets import SecretBox
+from routing.numbers import NumberingPlan
+
+Record = dict[str, Any]
+
+
+@dataclass
+class Context:
+    """One admin transaction: the connection, who acts, when, and the settings it needs."""
+
+    conn: Connection
+    actor: str
+    now: datetime
+    plan: NumberingPlan
+    realm: str
+    secret_box: Callable[[], SecretBox]
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def today(self) -> date:
+        return self.now.date()
+
+
+class Kind:
+    """Base of a provisioned kind; subclasses set the class attributes and the four writes."""
+
+    name: ClassVar[str]  # command group and audit entity: "carrier"
+    section: ClassVar[str]  # key in a provisioning file: "carriers"
+    table: ClassVar[Table]
+    store_key: ClassVar[str]  # the unique column holding the key: "name", "account_id", ...
+    fields: ClassVar[tuple[Field, ...]]
+    ref_help: ClassVar[str]  # what identifies one on the command line
+
+    def key(self, record: Record) -> str:
+        """The identity of a record: what a provisioning file and the audit log call it."""
+        return str(record[self.fields[0].name])
+
+    def ref(self, ctx: Context, text: str) -> str:
+        """The key named by a command-line reference (identity by default)."""
+        return text
+
+    # -- input ---------------------------------------------------------------------------
+    def parse(self, raw: Mapping[str, Any], ctx: Context, *, creating: bool = True) -> Record:
+        """Validate a whole record; missing optional fields take their defaults.
+
+        Secrets (write-only fields) are required when ``creating``; otherwise an absent one
+        means "keep what is stored"."""
+        known = {f.name for f in self.fields}
+        for key in raw:
+            if key not in known:
+                expected = ", ".join(f.name for f in self.fields)
+                raise InvalidInput(
+                    str(key), f"unknown field for a {self.name} (expected: {expected})"
+                )
+        record: Record = {}
+        for f in self.fields:
+            if f.name in raw:
+                record[f.name] = f.parse(raw[f.name], f.name)
+            elif f.write_only:
+                continue
+            elif f.default is REQUIRED:
+                raise InvalidInput(f.name, f"required for a {self.name}")
+            else:
+                record[f.name] = f.default(ctx) if callable(f.default) else f.default
+        if creating:
+            self.require_secrets(record)
+        return self.check(record, ctx)
+
+    def require_secrets(self, record: Record) -> None:
+        """A new object needs its secrets (an existing one keeps them when none are given)."""
+        for f in self.fields:
+            if f.write_only and f.name not in record:
+                raise InvalidInput(f.name, f"required for a new {self.name}")
+
+    def editable(self, record: Record) -> Record:
+        """A stored record as input to ``parse`` again (for a change of some fields)."""
+        return {f: record[f] for f in self.public_fields}
+
+    def check(self, record: Record, ctx: Context) -> Record:
+        """Rules across fields of one record; the default has none."""
+        return record
+
+    @property
+    def public_fields(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields if not f.write_only)
+
+    @property
+    def secret_fields(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields if f.write_only)
+
+    # -- store ---------------------------------------------------------------------------
+    def records(self, ctx: Context) -> dict[str, Record]:
+        """Every stored record by key, public fields only."""
+        raise NotImplementedError
+
+    def insert(self, ctx: Context, record: Record) -> None:
+        raise NotImplementedError
+
+    def update(self, ctx: Context, key: str, record: Record) -> None:
+        raise NotImplementedError
+
+    def delete(self, ctx: Context, key: str) -> None:
+        raise NotImplementedError
+
+    def secret_differs(self, ctx: Context, key: str, record: Record) -> bool:
+        """Whether the secrets given in ``record`` differ from the stored ones."""
+        return False
+
+    def public(self, record: Record) -> Record:
+        """The record without secrets, for audit and display."""
+        return {k: v for k, v in record.items() if k not in self.secret_fields}
+
+
+# -- helpers the kinds share -----------------------------------------------------------
+def id_of(ctx: Context, table: Table, column: str, value: str, what: str, field: str) -> int:
+    """The primary key of the row whose ``column`` is ``value``; InvalidInput naming ``field``."""
+    found = ctx.conn.execute(select(table.c.id).where(table.c[column] == value)).scalar()
+    if found is None:
+        raise InvalidInput(field, f"no {what} named {value!r}")
+    return int(found)
+
+
+def row_id(ctx: Context, kind: Kind, key: str) -> int:
+    """The primary key of a record of ``kind`` by its key column."""
+    return id_of(ctx, kind.table, kind.store_key, key, kind.name, kind.fields[0].name)
+
+
+def refuse_if_used(
+    ctx: Context, what: str, key: str, uses: Iterable[tuple[Table, Any, str]]
+) -> None:
+    """Refuse to delete ``what`` while rows in other tables still point at it."""
+    for table, condition, described in uses:
+        count = ctx.conn.execute(select(func.count()).select_from(table).where(condition)).scalar()
+        if count:
+            raise Conflict(f"{what} {key!r} {described} ({count}); remove or change those first")
+
+
+def not_found(kind: Kind, key: str) -> NotFound:
+    return NotFound(f"no {kind.name} {key!r}")
+
+
+def json_ready(record: Mapping[str, Any]) -> Record:
+    """A record with dates and decimals as text, for the audit log and --json output."""
+    return {k: _json_value(v) for k, v in record.items()}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return json_ready(value)
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if value is None or isinstance(value, str | int | bool | float):
+        return value
+    return str(value)

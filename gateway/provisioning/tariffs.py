@@ -1,0 +1,160 @@
+# Provisioned carrier tariffs: E.164 prefix, exact price, currency, effective dates.
+"""A tariff prices the SMS a carrier terminates to destinations starting with a prefix.
+
+It is effective from 00:00 UTC of ``from`` through the whole UTC day ``to`` (open-ended when
+``to`` is empty). Two tariffs of one carrier and prefix never overlap in time, so the rating
+of a message is never ambiguous; billing/tariffs.py picks the longest prefix at the time the
+message was accepted."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import delete, insert, or_, select, update
+
+from billing.money import parse_currency, parse_price
+from gateway.errors import Conflict, InvalidInput
+from gateway.provisioning import audit
+from gateway.provisioning import fields as F
+from gateway.provisioning.base import Context, Kind, Record, id_of
+from gateway.store.schema import carriers, tariffs
+
+
+def _price(value: Any, field: str) -> Any:
+    return parse_price(value, field)
+
+
+def _currency(value: Any, field: str) -> str:
+    return parse_currency(value, field)
+
+
+def _today(ctx: Context) -> date:
+    return ctx.today
+
+
+class Tariffs(Kind):
+    name = "tariff"
+    section = "tariffs"
+    table = tariffs
+    store_key = "id"
+    ref_help = "ID"
+    fields = (
+        F.Field("carrier", F.name(64)),
+        F.Field("prefix", F.digits_prefix),
+        F.Field("from", F.day, _today),
+        F.Field("price", _price),
+        F.Field("currency", _currency),
+        F.Field("to", F.optional(F.day), None),
+    )
+
+    def key(self, record: Record) -> str:
+        return f"{record['carrier']} {record['prefix']} from {record['from'].isoformat()}"
+
+    def check(self, record: Record, ctx: Context) -> Record:
+        if record["to"] is not None and record["to"] < record["from"]:
+            raise InvalidInput("to", f"{record['to']} is before from {record['from']}")
+        return record
+
+    def ref(self, ctx: Context, text: str) -> str:
+        """Tariffs are named on the command line by the id ``tariff list`` shows."""
+        for key, record in self.records(ctx).items():
+            if str(record["id"]) == text.strip():
+                return key
+        return text
+
+    def records(self, ctx: Context) -> dict[str, Record]:
+        rows = ctx.conn.execute(
+            select(tariffs, carriers.c.name.label("carrier"))
+            .join(carriers, tariffs.c.carrier_id == carriers.c.id)
+            .order_by(carriers.c.name, tariffs.c.prefix, tariffs.c.effective_from)
+        ).mappings()
+        out: dict[str, Record] = {}
+        for row in rows:
+            record = {
+                "id": row["id"],
+                "carrier": row["carrier"],
+                "prefix": row["prefix"],
+                "from": row["effective_from"],
+                "price": row["price"],
+                "currency": row["currency"],
+                "to": row["effective_to"],
+            }
+            out[self.key(record)] = record
+        return out
+
+    def _overlapping(self, ctx: Context, carrier_pk: int, record: Record) -> list[Any]:
+        start, end = record["from"], record["to"]
+        query = select(tariffs).where(
+            tariffs.c.carrier_id == carrier_pk,
+            tariffs.c.prefix == record["prefix"],
+            tariffs.c.effective_from != start,
+            or_(tariffs.c.effective_to.is_(None), tariffs.c.effective_to >= start),
+        )
+        if end is not None:
+            query = query.where(tariffs.c.effective_from <= end)
+        return list(ctx.conn.execute(query).mappings())
+
+    def _refuse_overlap(self, ctx: Context, carrier_pk: int, record: Record) -> None:
+        for other in self._overlapping(ctx, carrier_pk, record):
+            until = other["effective_to"].isoformat() if other["effective_to"] else "open-ended"
+            raise Conflict(
+                f"tariff for {record['carrier']} prefix {record['prefix']} from {record['from']} "
+                f"overlaps tariff #{other['id']} ({other['price']} {other['currency']}, "
+                f"{other['effective_from']} to {until})"
+            )
+
+    def close_open_ended(self, ctx: Context, record: Record) -> None:
+        """For ``tariff add``: a new rate ends the open-ended one it follows, the day before."""
+        carrier_pk = id_of(ctx, carriers, "name", record["carrier"], "carrier", "carrier")
+        for other in self._overlapping(ctx, carrier_pk, record):
+            if other["effective_to"] is not None or other["effective_from"] >= record["from"]:
+                continue
+            last_day = record["from"] - timedelta(days=1)
+            ctx.conn.execute(
+                update(tariffs).where(tariffs.c.id == other["id"]).values(effective_to=last_day)
+            )
+            before = {
+                "id": other["id"],
+                "carrier": record["carrier"],
+                "prefix": other["prefix"],
+                "from": other["effective_from"],
+                "price": other["price"],
+                "currency": other["currency"],
+                "to": None,
+            }
+            after = {**before, "to": last_day}
+            audit.record(ctx, "update", self.name, self.key(before), before, after)
+            ctx.notices.append(
+                f"tariff #{other['id']} ({self.key(before)}, {other['price']} {other['currency']})"
+                f" now ends on {last_day}"
+            )
+
+    def insert(self, ctx: Context, record: Record) -> None:
+        carrier_pk = id_of(ctx, carriers, "name", record["carrier"], "carrier", "carrier")
+        self._refuse_overlap(ctx, carrier_pk, record)
+        ctx.conn.execute(
+            insert(tariffs).values(
+                carrier_id=carrier_pk,
+                prefix=record["prefix"],
+                price=record["price"],
+                currency=record["currency"],
+                effective_from=record["from"],
+                effective_to=record["to"],
+                created_at=ctx.now,
+            )
+        )
+
+    def update(self, ctx: Context, key: str, record: Record) -> None:
+        carrier_pk = id_of(ctx, carriers, "name", record["carrier"], "carrier", "carrier")
+        self._refuse_overlap(ctx, carrier_pk, record)
+        pk = self.records(ctx)[key]["id"]
+        ctx.conn.execute(
+            update(tariffs)
+            .where(tariffs.c.id == pk)
+            .values(price=record["price"], currency=record["currency"], effective_to=record["to"])
+        )
+
+    def delete(self, ctx: Context, key: str) -> None:
+        pk = self.records(ctx)[key]["id"]
+        ctx.conn.execute(delete(tariffs).where(tariffs.c.id == pk))

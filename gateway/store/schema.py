@@ -1,0 +1,217 @@
+# The store's tables (SQLAlchemy Core): provisioning, audit log, messages and CDRs.
+"""Table definitions shared by the gateway, gatewayctl and the alembic migrations.
+
+Identifiers admins type (account ids, DIDs, carrier names) are unique columns beside an
+integer primary key, so a rename never rewrites references. Numbers are E.164 digits without
+'+', times are UTC (``UTCDateTime``), money is exact (``DecimalText``). Secrets appear only
+as hashes (``password_hash``, ``sip_ha1_*``) or as ciphertext (``password_enc``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from gateway.store.types import DecimalText, UTCDateTime
+
+# Named constraints, so alembic can alter them on SQLite (batch mode) and PostgreSQL alike.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit one.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("messaging", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", String(64), nullable=False, unique=True),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False, index=True),
+    Column("product_id", ForeignKey("products.id"), nullable=False, index=True),
+    Column("enabled", Boolean, nullable=False),
+    # Digest HA1 = H(username:realm:password) for each algorithm; the password is not kept.
+    Column("sip_realm", String(255), nullable=False),
+    Column("sip_ha1_md5", String(32), nullable=False),
+    Column("sip_ha1_sha256", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+dids = Table(
+    "dids",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("e164", String(15), nullable=False, unique=True),
+    Column("account_id", ForeignKey("accounts.id"), nullable=True, index=True),
+    Column("assigned_at", UTCDateTime, nullable=True),
+)
+
+carriers = Table(
+    "carriers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("system_id", String(15), nullable=False, unique=True),
+    Column("password_hash", String(200), nullable=False),
+    Column("allowed_networks", JSON, nullable=False),
+    Column("max_binds", Integer, nullable=False),
+    Column("throughput", Integer, nullable=True),
+    Column("receipt_id_format", String(3), nullable=False),
+    Column("data_coding_default", String(8), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+connections = Table(
+    "connections",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("host", String(255), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("system_id", String(15), nullable=False),
+    Column("password_enc", Text, nullable=False),
+    Column("bind_type", String(3), nullable=False),
+    Column("window", Integer, nullable=False),
+    Column("throughput", Integer, nullable=True),
+    Column("tls", Boolean, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("pattern", String(32), nullable=False),
+    Column("connection_id", ForeignKey("connections.id"), nullable=False, index=True),
+    Column("priority", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("pattern", "connection_id"),
+)
+
+tariffs = Table(
+    "tariffs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("carrier_id", ForeignKey("carriers.id"), nullable=False),
+    Column("prefix", String(15), nullable=False),
+    Column("price", DecimalText, nullable=False),
+    Column("currency", String(3), nullable=False),
+    # Effective from 00:00 UTC of effective_from through the whole UTC day effective_to.
+    Column("effective_from", Date, nullable=False),
+    Column("effective_to", Date, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("carrier_id", "prefix", "effective_from"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("at", UTCDateTime, nullable=False, index=True),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("entity", String(32), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("before", JSON, nullable=True),
+    Column("after", JSON, nullable=True),
+)
+
+# One row per message the gateway accepted; its id is the message id given to the sender.
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("origin", String(10), nullable=False),  # carrier | account | connection
+    Column("carrier_id", ForeignKey("carriers.id"), nullable=True),
+    Column("account_id", ForeignKey("accounts.id"), nullable=True),
+    Column("connection_id", ForeignKey("connections.id"), nullable=True),
+    Column("source", String(21), nullable=False),  # E.164 digits, or an alphanumeric sender
+    Column("source_ton", SmallInteger, nullable=False),
+    Column("destination", String(15), nullable=False),  # E.164 digits
+    Column("data_coding", SmallInteger, nullable=False),
+    Column("esm_class", SmallInteger, nullable=False),
+    Column("body_text", Text, nullable=True),  # decoded text; purged after the privacy period
+    Column("body_bytes", LargeBinary, nullable=True),  # binary payloads (data_coding 2/4)
+    Column("parts", SmallInteger, nullable=False),
+    Column("registered_delivery", SmallInteger, nullable=False),
+    Column("priority", SmallInteger, nullable=False),
+    Column("lane", String(12), nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("reason", String(255), nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("route", String(64), nullable=True),
+    Column("peer_message_id", String(65), nullable=True),
+    Column("accepted_at", UTCDateTime, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("validity_until", UTCDateTime, nullable=False),
+    Column("final_at", UTCDateTime, nullable=True),
+    Index(None, "state", "next_attempt_at"),
+    Index(None, "destination", "state"),
+    Index(None, "carrier_id", "accepted_at"),
+)
+
+# Call detail records: immutable once final, kept for years, no message text.
+cdrs = Table(
+    "cdrs",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("message_id", BigInteger, nullable=False),
+    Column("leg", String(8), nullable=False),  # in | out
+    Column("carrier_id", ForeignKey("carriers.id"), nullable=True),
+    Column("account_id", ForeignKey("accounts.id"), nullable=True),
+    Column("connection_id", ForeignKey("connections.id"), nullable=True),
+    Column("source", String(21), nullable=False),
+    Column("destination", String(15), nullable=False),
+    Column("parts", SmallInteger, nullable=False),
+    Column("data_coding", SmallInteger, nullable=False),
+    Column("route", String(64), nullable=True),
+    Column("state", String(12), nullable=False),
+    Column("reason", String(255), nullable=True),
+    Column("accepted_at", UTCDateTime, nullable=False),
+    Column("final_at", UTCDateTime, nullable=True),
+    UniqueConstraint("message_id", "leg"),
+    Index(None, "carrier_id", "accepted_at"),
+)

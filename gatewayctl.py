@@ -1,0 +1,661 @@
+# gatewayctl: the admin command line (click); maps options onto the gateway's packages.
+"""Provision, inspect and run the SMPP/SIP messaging gateway.
+
+Every command reads the config (``--config``, else ``$GATEWAY_CONFIG``, else
+``conf/gateway.yaml``) and, except ``init`` and ``check-config``, needs a database that
+``gatewayctl init`` created or upgraded. Every change is one transaction and is written to
+the audit log with who made it (``--actor``, else ``$GATEWAY_ACTOR``, else user@host).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from gateway import __version__, admin, render
+from gateway.config import Config, load_config
+from gateway.errors import GatewayError
+from gateway.provisioning import apply as declarative
+from gateway.provisioning import audit, service
+from gateway.provisioning.base import Kind
+
+# Columns of each kind's list table (--json always has every field).
+COLUMNS = {
+    "customer": ("name",),
+    "product": ("name", "messaging"),
+    "account": ("id", "customer", "product", "dids", "enabled"),
+    "did": ("did", "account", "assigned_at"),
+    "carrier": (
+        "name",
+        "system_id",
+        "allow_ip",
+        "max_binds",
+        "throughput",
+        "receipt_id",
+        "enabled",
+    ),
+    "connection": (
+        "name",
+        "host",
+        "port",
+        "system_id",
+        "bind",
+        "window",
+        "throughput",
+        "tls",
+        "enabled",
+    ),
+    "policy": ("id", "pattern", "connection", "priority"),
+    "tariff": ("id", "carrier", "prefix", "price", "currency", "from", "to"),
+}
+
+
+class Obj:
+    """What the top-level options give every command."""
+
+    def __init__(self, config_path: str | None, actor: str | None) -> None:
+        self.config_path = config_path
+        self.actor = actor or admin.default_actor()
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+pass_obj = click.make_pass_decorator(Obj)
+
+
+def fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+class Group(click.Group):
+    """A group whose commands answer a GatewayError with one ``error:`` line and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GatewayError as exc:
+            fail(str(exc))
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    help="Config file (default: $GATEWAY_CONFIG, else conf/gateway.yaml).",
+)
+@click.option(
+    "--actor",
+    metavar="WHO",
+    help="Name recorded in the audit log (default: $GATEWAY_ACTOR, else user@host).",
+)
+@click.version_option(__version__, prog_name="gatewayctl")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, actor: str | None) -> None:
+    """Provision, inspect and run the SMPP/SIP messaging gateway."""
+    ctx.obj = Obj(config_path, actor)
+
+
+def emit_change(
+    record: dict[str, Any], verb: str, k: Kind, as_json: bool, notices: list[str]
+) -> None:
+    for notice in notices:
+        click.echo(f"note: {notice}")
+    if as_json:
+        click.echo(render.to_json(record))
+    else:
+        click.echo(f"{verb} {k.name} {k.key(record)!r}")
+
+
+def run_change(
+    obj: Obj, k: Kind, verb: str, as_json: bool, action: Callable[[Any], dict[str, Any]]
+) -> None:
+    with admin.session(obj.config, obj.actor) as ctx:
+        record = action(ctx)
+        notices = list(ctx.notices)
+    emit_change(record, verb, k, as_json, notices)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+# -- server and database -----------------------------------------------------------------
+@main.command()
+@pass_obj
+def init(obj: Obj) -> None:
+    """Create or upgrade the database, and create the secret key file if missing."""
+    from gateway.secrets import SecretBox
+    from gateway.store.engine import display_url, make_engine, migrate
+
+    config = obj.config
+    engine = make_engine(config.database)
+    try:
+        before, after = migrate(engine)
+    finally:
+        engine.dispose()
+    created = not Path(config.secret_key_file).exists()
+    SecretBox.from_key_file(config.secret_key_file, create=True)
+    where = display_url(config.database)
+    if before is None:
+        click.echo(f"database {where} initialised at schema revision {after}")
+    elif before != after:
+        click.echo(f"database {where} upgraded from schema revision {before} to {after}")
+    else:
+        click.echo(f"database {where} already at schema revision {after}")
+    if created:
+        click.echo(f"secret key file {config.secret_key_file} created (mode 0600); back it up")
+
+
+@main.command("check-config")
+@pass_obj
+def check_config(obj: Obj) -> None:
+    """Validate the config file and what it points at (TLS files, database, key file)."""
+    from gateway.app import preflight
+
+    problems = preflight(obj.config)
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo(f"{obj.config.source}: ok (env {obj.config.env})")
+
+
+@main.command()
+@pass_obj
+def serve(obj: Obj) -> None:
+    """Run the gateway in the foreground until SIGINT or SIGTERM."""
+    from gateway.app import serve as run
+
+    run(obj.config)
+
+
+# -- generic list / show / remove for every kind ----------------------------------------
+def add_common_commands(group: click.Group, k: Kind) -> None:
+    @group.command("list")
+    @json_option
+    @pass_obj
+    def list_cmd(obj: Obj, as_json: bool) -> None:
+        with admin.session(obj.config, obj.actor) as ctx:
+            records = service.list_records(ctx, k)
+        if as_json:
+            click.echo(render.to_json(records))
+        else:
+            render.table(records, COLUMNS[k.name])
+
+    list_cmd.help = f"List every {k.name}."
+
+    @group.command("show")
+    @click.argument("ref", metavar=k.ref_help)
+    @json_option
+    @pass_obj
+    def show_cmd(obj: Obj, ref: str, as_json: bool) -> None:
+        with admin.session(obj.config, obj.actor) as ctx:
+            _, record = service.resolve(ctx, k, ref)
+        if as_json:
+            click.echo(render.to_json(record))
+        else:
+            render.details(record)
+
+    show_cmd.help = f"Show one {k.name}."
+
+    @group.command("remove")
+    @click.argument("ref", metavar=k.ref_help)
+    @pass_obj
+    def remove_cmd(obj: Obj, ref: str) -> None:
+        run_change(obj, k, "removed", False, lambda ctx: service.remove(ctx, k, ref))
+
+    remove_cmd.help = f"Remove one {k.name} (refused while something depends on it)."
+
+
+def kind_group(name: str, help_text: str) -> click.Group:
+    k = service.kind(name)
+    group = click.Group(name, help=help_text)
+    add_common_commands(group, k)
+    main.add_command(group)
+    return group
+
+
+def add_enable_commands(group: click.Group, k: Kind) -> None:
+    for verb, value in (("enable", True), ("disable", False)):
+
+        def command(obj: Obj, ref: str, value: bool = value, verb: str = verb) -> None:
+            run_change(
+                obj,
+                k,
+                f"{verb}d",
+                False,
+                lambda ctx: service.change(ctx, k, ref, {"enabled": value}),
+            )
+
+        group.command(verb, help=f"{verb.capitalize()} a {k.name}.")(
+            click.argument("ref", metavar=k.ref_help)(pass_obj(command))
+        )
+
+
+def add_passwd_command(group: click.Group, k: Kind) -> None:
+    @group.command("passwd")
+    @click.argument("ref", metavar=k.ref_help)
+    @click.option(
+        "--password",
+        prompt=True,
+        hide_input=True,
+        confirmation_prompt=True,
+        help="New password (asked if not given).",
+    )
+    @pass_obj
+    def passwd(obj: Obj, ref: str, password: str) -> None:
+        run_change(
+            obj,
+            k,
+            "changed password of",
+            False,
+            lambda ctx: service.change(ctx, k, ref, {"password": password}),
+        )
+
+    passwd.help = f"Set a new password for a {k.name}."
+
+
+password_option = click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="Password (asked if not given).",
+)
+
+# -- customers, products, accounts, DIDs ----------------------------------------------------
+customer = kind_group("customer", "Customers (owners of accounts).")
+
+
+@customer.command("add")
+@click.argument("name")
+@json_option
+@pass_obj
+def customer_add(obj: Obj, name: str, as_json: bool) -> None:
+    """Add a customer."""
+    k = service.kind("customer")
+    run_change(obj, k, "added", as_json, lambda ctx: service.create(ctx, k, {"name": name}))
+
+
+product = kind_group("product", "Products; only accounts with a messaging product get SMS.")
+
+
+@product.command("add")
+@click.argument("name")
+@click.option(
+    "--messaging/--no-messaging",
+    default=True,
+    show_default=True,
+    help="Whether the product includes messaging.",
+)
+@json_option
+@pass_obj
+def product_add(obj: Obj, name: str, messaging: bool, as_json: bool) -> None:
+    """Add a product."""
+    k = service.kind("product")
+    run_change(
+        obj,
+        k,
+        "added",
+        as_json,
+        lambda ctx: service.create(ctx, k, {"name": name, "messaging": messaging}),
+    )
+
+
+account = kind_group("account", "App users' accounts: SIP credentials, product and DIDs.")
+add_enable_commands(account, service.kind("account"))
+add_passwd_command(account, service.kind("account"))
+
+
+@account.command("add")
+@click.argument("account_id", metavar="ID")
+@click.option("--customer", required=True, help="Owning customer's name.")
+@click.option("--product", required=True, help="Product name.")
+@click.option(
+    "--did",
+    "dids",
+    multiple=True,
+    metavar="DID",
+    help="DID in national or international form (repeatable).",
+)
+@password_option
+@click.option("--disabled", is_flag=True, help="Create the account disabled.")
+@json_option
+@pass_obj
+def account_add(
+    obj: Obj,
+    account_id: str,
+    customer: str,
+    product: str,
+    dids: tuple[str, ...],
+    password: str,
+    disabled: bool,
+    as_json: bool,
+) -> None:
+    """Add an account; its SIP password is kept only as digest HA1 values."""
+    k = service.kind("account")
+    raw = {
+        "id": account_id,
+        "customer": customer,
+        "product": product,
+        "dids": list(dids),
+        "password": password,
+        "enabled": not disabled,
+    }
+    run_change(obj, k, "added", as_json, lambda ctx: service.create(ctx, k, raw))
+
+
+did = kind_group("did", "DIDs (E.164 numbers) and the accounts they belong to.")
+
+
+@did.command("assign")
+@click.argument("number", metavar="DID")
+@click.option(
+    "--account", "account_id", required=True, metavar="ID", help="Account to assign the DID to."
+)
+@pass_obj
+def did_assign(obj: Obj, number: str, account_id: str) -> None:
+    """Assign a DID (new or in the pool) to an account."""
+    k = service.kind("did")
+
+    def action(ctx: Any) -> dict[str, Any]:
+        e164 = k.ref(ctx, number)
+        if e164 in k.records(ctx):
+            return service.change(ctx, k, number, {"account": account_id})
+        return service.create(ctx, k, {"did": number, "account": account_id})
+
+    run_change(obj, k, "assigned", False, action)
+
+
+@did.command("release")
+@click.argument("number", metavar="DID")
+@pass_obj
+def did_release(obj: Obj, number: str) -> None:
+    """Release a DID from its account back to the pool."""
+    k = service.kind("did")
+    run_change(
+        obj, k, "released", False, lambda ctx: service.change(ctx, k, number, {"account": None})
+    )
+
+
+# -- carriers, connections, policies, tariffs ------------------------------------------------
+carrier = kind_group("carrier", "Carriers that bind to the gateway over SMPP.")
+add_enable_commands(carrier, service.kind("carrier"))
+add_passwd_command(carrier, service.kind("carrier"))
+
+
+@carrier.command("add")
+@click.argument("name")
+@click.option("--system-id", required=True, help="SMPP system_id the carrier binds with (max 15).")
+@password_option
+@click.option(
+    "--allow-ip",
+    "allow_ip",
+    multiple=True,
+    required=True,
+    metavar="CIDR",
+    help="Network the carrier may bind from (repeatable).",
+)
+@click.option(
+    "--max-binds", type=int, default=4, show_default=True, help="Simultaneous binds allowed."
+)
+@click.option(
+    "--throughput", type=int, default=None, help="Message segments per second (default: no limit)."
+)
+@click.option(
+    "--receipt-id",
+    type=click.Choice(["dec", "hex"]),
+    default="dec",
+    show_default=True,
+    help="Message id format in responses and receipts.",
+)
+@click.option(
+    "--data-coding",
+    type=click.Choice(["gsm", "latin1"]),
+    default="gsm",
+    show_default=True,
+    help="Meaning of data_coding 0 for this carrier.",
+)
+@json_option
+@pass_obj
+def carrier_add(
+    obj: Obj,
+    name: str,
+    system_id: str,
+    password: str,
+    allow_ip: tuple[str, ...],
+    max_binds: int,
+    throughput: int | None,
+    receipt_id: str,
+    data_coding: str,
+    as_json: bool,
+) -> None:
+    """Add a carrier; its password is kept only as a salted hash."""
+    k = service.kind("carrier")
+    raw = {
+        "name": name,
+        "system_id": system_id,
+        "password": password,
+        "allow_ip": list(allow_ip),
+        "max_binds": max_binds,
+        "throughput": throughput,
+        "receipt_id": receipt_id,
+        "data_coding": data_coding,
+    }
+    run_change(obj, k, "added", as_json, lambda ctx: service.create(ctx, k, raw))
+
+
+connection = kind_group("connection", "Outbound SMPP connections to peer environments or vendors.")
+add_enable_commands(connection, service.kind("connection"))
+add_passwd_command(connection, service.kind("connection"))
+
+
+@connection.command("add")
+@click.argument("name")
+@click.option("--host", required=True, help="Peer address.")
+@click.option("--port", type=int, required=True, help="Peer SMPP port.")
+@click.option("--system-id", required=True, help="system_id to bind with (max 15).")
+@password_option
+@click.option(
+    "--bind",
+    type=click.Choice(["trx", "tx", "rx"]),
+    default="trx",
+    show_default=True,
+    help="Bind type.",
+)
+@click.option(
+    "--window", type=int, default=10, show_default=True, help="Outstanding requests allowed."
+)
+@click.option(
+    "--throughput", type=int, default=None, help="Message segments per second (default: no limit)."
+)
+@click.option("--tls", is_flag=True, help="Connect with TLS.")
+@json_option
+@pass_obj
+def connection_add(
+    obj: Obj,
+    name: str,
+    host: str,
+    port: int,
+    system_id: str,
+    password: str,
+    bind: str,
+    window: int,
+    throughput: int | None,
+    tls: bool,
+    as_json: bool,
+) -> None:
+    """Add an outbound connection; its password is kept encrypted with the secret key file."""
+    k = service.kind("connection")
+    raw = {
+        "name": name,
+        "host": host,
+        "port": port,
+        "system_id": system_id,
+        "password": password,
+        "bind": bind,
+        "window": window,
+        "throughput": throughput,
+        "tls": tls,
+    }
+    run_change(obj, k, "added", as_json, lambda ctx: service.create(ctx, k, raw))
+
+
+policy = kind_group("policy", "Service policies: recipient pattern -> outbound connection.")
+
+
+@policy.command("add")
+@click.option(
+    "--pattern", required=True, help="SQL-LIKE pattern over E.164 digits: 222%, 9647_%, %."
+)
+@click.option("--connection", "connection_name", required=True, help="Connection name.")
+@click.option(
+    "--priority",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Among equally specific patterns, lower is tried first.",
+)
+@json_option
+@pass_obj
+def policy_add(obj: Obj, pattern: str, connection_name: str, priority: int, as_json: bool) -> None:
+    """Add a service policy."""
+    k = service.kind("policy")
+    raw = {"pattern": pattern, "connection": connection_name, "priority": priority}
+    run_change(obj, k, "added", as_json, lambda ctx: service.create(ctx, k, raw))
+
+
+tariff = kind_group("tariff", "Carrier tariffs: price per SMS by E.164 prefix.")
+
+
+@tariff.command("add")
+@click.option("--carrier", "carrier_name", required=True, help="Carrier name.")
+@click.option("--prefix", required=True, help="E.164 prefix, e.g. 964.")
+@click.option("--price", required=True, help="Price per SMS, a decimal number (e.g. 0.01).")
+@click.option("--currency", required=True, help="ISO 4217 code, e.g. USD.")
+@click.option(
+    "--from", "start", metavar="YYYY-MM-DD", help="First day (UTC) it applies (default: today)."
+)
+@click.option(
+    "--to", "end", metavar="YYYY-MM-DD", help="Last day (UTC) it applies (default: open-ended)."
+)
+@json_option
+@pass_obj
+def tariff_add(
+    obj: Obj,
+    carrier_name: str,
+    prefix: str,
+    price: str,
+    currency: str,
+    start: str | None,
+    end: str | None,
+    as_json: bool,
+) -> None:
+    """Add a tariff; an open-ended earlier tariff of the same prefix ends the day before."""
+    k = service.kind("tariff")
+    raw: dict[str, Any] = {
+        "carrier": carrier_name,
+        "prefix": prefix,
+        "price": price,
+        "currency": currency,
+        "to": end,
+    }
+    if start is not None:
+        raw["from"] = start
+
+    def action(ctx: Any) -> dict[str, Any]:
+        record = k.parse(raw, ctx)
+        k.close_open_ended(ctx, record)  # type: ignore[attr-defined]
+        return service.create(ctx, k, raw)
+
+    run_change(obj, k, "added", as_json, action)
+
+
+# -- audit and declarative provisioning ----------------------------------------------------
+@main.group("audit")
+def audit_group() -> None:
+    """The audit log of admin changes."""
+
+
+@audit_group.command("list")
+@click.option("--entity", help="Only this kind (customer, account, carrier, ...).")
+@click.option("--key", help="Only this object (as the log names it).")
+@click.option("--since", metavar="YYYY-MM-DD", help="Only changes on or after this UTC day.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100_000),
+    default=100,
+    show_default=True,
+    help="Newest entries to show.",
+)
+@json_option
+@pass_obj
+def audit_list(
+    obj: Obj, entity: str | None, key: str | None, since: str | None, limit: int, as_json: bool
+) -> None:
+    """List admin changes, oldest first."""
+    start = None
+    if since:
+        try:
+            start = datetime.fromisoformat(since).replace(tzinfo=UTC)
+        except ValueError:
+            fail(f"--since: {since!r} is not a date YYYY-MM-DD")
+    with admin.session(obj.config, obj.actor) as ctx:
+        rows = audit.entries(ctx.conn, entity=entity, key=key, since=start, limit=limit)
+    if as_json:
+        click.echo(render.to_json(rows))
+    else:
+        for row in rows:
+            click.echo(audit.summary(row))
+        if not rows:
+            click.echo("(none)")
+
+
+@main.command("apply")
+@click.option(
+    "-f",
+    "--file",
+    "path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Provisioning YAML file.",
+)
+@click.option("--dry-run", is_flag=True, help="Show the changes without making them.")
+@pass_obj
+def apply_cmd(obj: Obj, path: str, dry_run: bool) -> None:
+    """Make the store match a provisioning file (see docs/provisioning.md)."""
+    try:
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        fail(f"{path}: cannot read: {exc.strerror}")
+    except yaml.YAMLError as exc:
+        fail(f"{path}: not valid YAML: {exc}")
+    with admin.session(obj.config, obj.actor, dry_run=dry_run) as ctx:
+        changes = declarative.plan(ctx, document, path)
+        declarative.execute(ctx, changes)
+    for change in changes:
+        click.echo(change.describe())
+    summary = {a: sum(1 for c in changes if c.action == a) for a in ("create", "update", "delete")}
+    counts = ", ".join(f"{n} to {a}" for a, n in summary.items())
+    if not changes:
+        click.echo("no changes")
+    elif dry_run:
+        click.echo(f"dry run: {counts}; nothing changed")
+    else:
+        click.echo(f"applied: {counts}")
+
+
+if __name__ == "__main__":
+    main()
