@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from gateway import __version__, admin, render
 from gateway.config import Config, load_config
@@ -24,6 +23,7 @@ from gateway.errors import GatewayError
 from gateway.provisioning import apply as declarative
 from gateway.provisioning import audit, service
 from gateway.provisioning.base import Kind
+from gateway.yamlfile import read_yaml
 
 # Columns of each kind's list table (--json always has every field).
 COLUMNS = {
@@ -636,12 +636,7 @@ def audit_list(
 @pass_obj
 def apply_cmd(obj: Obj, path: str, dry_run: bool) -> None:
     """Make the store match a provisioning file (see docs/provisioning.md)."""
-    try:
-        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        fail(f"{path}: cannot read: {exc.strerror}")
-    except yaml.YAMLError as exc:
-        fail(f"{path}: not valid YAML: {exc}")
+    document = read_yaml(path, decimals=True)
     with admin.session(obj.config, obj.actor, dry_run=dry_run) as ctx:
         changes = declarative.plan(ctx, document, path)
         declarative.execute(ctx, changes)

@@ -1,0 +1,2 @@
+# Billing: money, tariffs, CDR rating and settlement.
+"""Carrier billing."""

@@ -100,6 +100,7 @@ async def _wait_for_signal() -> str:
     stop: asyncio.Future[str] = loop.create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda s=sig: stop.done() or stop.set_result(s.name))
+    log.info("ready; stop with Ctrl-C or SIGTERM")  # only once the handlers are in place
     return await stop
 
 
@@ -115,7 +116,6 @@ def serve(config: Config) -> None:
         log.warning(
             "listeners are not served yet in this release: the node stores provisioning only"
         )
-        log.info("ready; stop with Ctrl-C or SIGTERM")
         received = asyncio.run(_wait_for_signal())
         log.info("%s received, shutting down", received)
     finally:

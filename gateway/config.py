@@ -26,11 +26,11 @@ from datetime import timedelta
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import phonenumbers
-import yaml
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from gateway.errors import ConfigError
+from gateway.yamlfile import YamlFileError, read_yaml
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -600,66 +600,16 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
 # --- reading the file ------------------------------------------------------------------------
 
 
-class _YamlLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys and reads 00, 011 or 1:30 as text, not numbers.
-
-    YAML 1.1 would turn ``international_prefix: 011`` into octal 9 and ``1:30`` into 90.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[str] = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag.endswith(":merge"):
-                continue
-            if isinstance(key_node, yaml.ScalarNode):
-                if key_node.value in seen:
-                    raise yaml.constructor.ConstructorError(
-                        "while reading a mapping",
-                        node.start_mark,
-                        f"found duplicate key {key_node.value!r}",
-                        key_node.start_mark,
-                    )
-                seen.add(key_node.value)
-        return super().construct_mapping(node, deep=deep)
-
-
-_INT_TAG = "tag:yaml.org,2002:int"
-_YamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, regex) for tag, regex in resolvers if tag != _INT_TAG]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_YamlLoader.add_implicit_resolver(
-    _INT_TAG, re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789")
-)
-
-
 def _read_yaml(source: str) -> Any:
     try:
-        with open(source, "rb") as file:
-            raw = file.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(
-            source, "", "file not found; give a path or set $GATEWAY_CONFIG"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(source, "", f"cannot read: {exc.strerror or exc}") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise ConfigError(source, "", f"larger than {MAX_FILE_BYTES} bytes; not a config file")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(source, "", f"not UTF-8 text (byte {exc.start})") from None
-    loader = _YamlLoader(text)
-    try:
-        return loader.get_single_data()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(source, "", f"YAML error{where}: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, "", f"YAML error: {exc}") from None
-    finally:
-        loader.dispose()
+        return read_yaml(source, max_bytes=MAX_FILE_BYTES)
+    except YamlFileError as exc:
+        reason = exc.reason
+        if reason == "file not found":
+            reason = "file not found; give a path or set $GATEWAY_CONFIG"
+        elif reason.startswith("larger than"):
+            reason += "; not a config file"
+        raise ConfigError(source, "", reason) from None
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

@@ -79,10 +79,12 @@ class Kind:
                 record[f.name] = f.parse(raw[f.name], f.name)
             elif f.write_only:
                 continue
+            elif f.default_from is not None:
+                record[f.name] = f.default_from(ctx)
             elif f.default is REQUIRED:
                 raise InvalidInput(f.name, f"required for a {self.name}")
             else:
-                record[f.name] = f.default(ctx) if callable(f.default) else f.default
+                record[f.name] = f.default
         if creating:
             self.require_secrets(record)
         return self.check(record, ctx)

@@ -38,6 +38,7 @@ class Field:
     parse: Parser
     default: Any = REQUIRED
     write_only: bool = False  # secrets: accepted, never shown
+    default_from: Callable[[Any], Any] | None = None  # default computed from the Context
 
 
 def name(max_len: int = 128) -> Parser:

@@ -120,7 +120,7 @@ class Accounts(Kind):
         F.Field("id", ACCOUNT_ID),
         F.Field("customer", F.name()),
         F.Field("product", F.name()),
-        F.Field("dids", F.list_of(F.name(32), max_items=100), list),
+        F.Field("dids", F.list_of(F.name(32), max_items=100), ()),
         F.Field("enabled", F.boolean, True),
         F.Field("password", _password, write_only=True),
     )

@@ -42,7 +42,7 @@ class Tariffs(Kind):
     fields = (
         F.Field("carrier", F.name(64)),
         F.Field("prefix", F.digits_prefix),
-        F.Field("from", F.day, _today),
+        F.Field("from", F.day, default_from=_today),
         F.Field("price", _price),
         F.Field("currency", _currency),
         F.Field("to", F.optional(F.day), None),

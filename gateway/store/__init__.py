@@ -1,0 +1,2 @@
+# The store: tables, column types, engines and migrations entry points.
+"""Persistence of the gateway."""

@@ -17,7 +17,7 @@ from gateway.store.engine import (
     migrate,
     require_current,
 )
-from gateway.store.schema import customers, metadata, tariffs, carriers
+from gateway.store.schema import carriers, customers, metadata, tariffs
 
 
 def test_migrations_match_the_declared_schema(store_url: str) -> None:
@@ -26,7 +26,9 @@ def test_migrations_match_the_declared_schema(store_url: str) -> None:
     before, after = migrate(engine)
     assert (before, after) == (None, head_revision())
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), metadata
+        )
         tables = set(inspect(conn).get_table_names())
     assert diff == []
     assert set(metadata.tables) <= tables
@@ -52,15 +54,26 @@ def test_times_come_back_utc_and_money_exact(store_url: str) -> None:
         conn.execute(insert(customers).values(name="c", created_at=local))
         carrier = conn.execute(
             insert(carriers).values(
-                name="T", system_id="T", password_hash="x", allowed_networks=["10.0.0.0/8"],
-                max_binds=1, receipt_id_format="dec", data_coding_default="gsm", enabled=True,
-                created_at=local, updated_at=local,
+                name="T",
+                system_id="T",
+                password_hash="x",
+                allowed_networks=["10.0.0.0/8"],
+                max_binds=1,
+                receipt_id_format="dec",
+                data_coding_default="gsm",
+                enabled=True,
+                created_at=local,
+                updated_at=local,
             )
         ).inserted_primary_key[0]
         conn.execute(
             insert(tariffs).values(
-                carrier_id=carrier, prefix="964", price=Decimal("0.000001"), currency="USD",
-                effective_from=local.date(), created_at=local,
+                carrier_id=carrier,
+                prefix="964",
+                price=Decimal("0.000001"),
+                currency="USD",
+                effective_from=local.date(),
+                created_at=local,
             )
         )
     with engine.connect() as conn:
