@@ -74,6 +74,11 @@ class Obj:
 pass_obj = click.make_pass_decorator(Obj)
 
 
+def a(noun: str) -> str:
+    """``noun`` with its indefinite article, for help texts."""
+    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
+
+
 def fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
@@ -239,7 +244,7 @@ def add_enable_commands(group: click.Group, k: Kind) -> None:
                 lambda ctx: service.change(ctx, k, ref, {"enabled": value}),
             )
 
-        group.command(verb, help=f"{verb.capitalize()} a {k.name}.")(
+        group.command(verb, help=f"{verb.capitalize()} {a(k.name)}.")(
             click.argument("ref", metavar=k.ref_help)(pass_obj(command))
         )
 
@@ -264,7 +269,7 @@ def add_passwd_command(group: click.Group, k: Kind) -> None:
             lambda ctx: service.change(ctx, k, ref, {"password": password}),
         )
 
-    passwd.help = f"Set a new password for a {k.name}."
+    passwd.help = f"Set a new password for {a(k.name)}."
 
 
 password_option = click.option(

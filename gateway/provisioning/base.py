@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.provisioning.fields import REQUIRED, Field
 from gateway.secrets import SecretBox
+from gateway.store.schema import cdrs, messages
 from routing.numbers import NumberingPlan
 
 Record = dict[str, Any]
@@ -56,8 +57,14 @@ class Kind:
         """The identity of a record: what a provisioning file and the audit log call it."""
         return str(record[self.fields[0].name])
 
+    ref_by_id: ClassVar[bool] = False  # named on the command line by the id `list` shows
+
     def ref(self, ctx: Context, text: str) -> str:
-        """The key named by a command-line reference (identity by default)."""
+        """The key named by a command-line reference (the key itself, or the listed id)."""
+        if self.ref_by_id:
+            for key, record in self.records(ctx).items():
+                if str(record["id"]) == text.strip():
+                    return key
         return text
 
     # -- input ---------------------------------------------------------------------------
@@ -129,9 +136,24 @@ class Kind:
         """Whether the secrets given in ``record`` differ from the stored ones."""
         return False
 
-    def public(self, record: Record) -> Record:
-        """The record without secrets, for audit and display."""
-        return {k: v for k, v in record.items() if k not in self.secret_fields}
+
+class NamedColumns(Kind):
+    """A kind keyed by a ``name`` column whose other public fields map onto one column each."""
+
+    columns: ClassVar[dict[str, str]]  # field -> column
+
+    def records(self, ctx: Context) -> dict[str, Record]:
+        out: dict[str, Record] = {}
+        for row in ctx.conn.execute(select(self.table).order_by(self.table.c.name)).mappings():
+            record: Record = {"name": row["name"]}
+            for name, column in self.columns.items():
+                value = row[column]
+                record[name] = list(value) if isinstance(value, list) else value
+            out[row["name"]] = record
+        return out
+
+    def column_values(self, record: Record) -> dict[str, Any]:
+        return {column: record[name] for name, column in self.columns.items()}
 
 
 # -- helpers the kinds share -----------------------------------------------------------
@@ -156,6 +178,15 @@ def refuse_if_used(
         count = ctx.conn.execute(select(func.count()).select_from(table).where(condition)).scalar()
         if count:
             raise Conflict(f"{what} {key!r} {described} ({count}); remove or change those first")
+
+
+def history_uses(column: str, pk: int) -> list[tuple[Table, Any, str]]:
+    """The message and CDR rows that keep an object (carrier, account, connection) in use:
+    history is kept for years, so such an object is disabled rather than deleted."""
+    return [
+        (messages, messages.c[column] == pk, "has message history; disable it instead"),
+        (cdrs, cdrs.c[column] == pk, "has CDRs; disable it instead"),
+    ]
 
 
 def not_found(kind: Kind, key: str) -> NotFound:

@@ -10,9 +10,17 @@ from sqlalchemy import delete, insert, select, update
 
 from gateway.errors import Conflict
 from gateway.provisioning import fields as F
-from gateway.provisioning.base import Context, Kind, Record, id_of, refuse_if_used, row_id
+from gateway.provisioning.base import (
+    Context,
+    Kind,
+    Record,
+    history_uses,
+    id_of,
+    refuse_if_used,
+    row_id,
+)
 from gateway.secrets import check_sip_password, ha1, sip_ha1_pair
-from gateway.store.schema import accounts, cdrs, customers, dids, messages, products
+from gateway.store.schema import accounts, customers, dids, products
 from routing.numbers import normalise
 
 ACCOUNT_ID = F.token(r"[A-Za-z0-9][A-Za-z0-9._+-]*", "an account id (letters, digits, . _ + -)", 64)
@@ -213,10 +221,7 @@ class Accounts(Kind):
             ctx,
             "account",
             key,
-            [
-                (messages, messages.c.account_id == pk, "has message history; disable it instead"),
-                (cdrs, cdrs.c.account_id == pk, "has CDRs; disable it instead"),
-            ],
+            history_uses("account_id", pk),
         )
         ctx.conn.execute(
             update(dids).where(dids.c.account_id == pk).values(account_id=None, assigned_at=None)

@@ -11,7 +11,16 @@ from sqlalchemy import delete, insert, select, update
 
 from gateway.errors import Conflict, InvalidInput
 from gateway.provisioning import fields as F
-from gateway.provisioning.base import Context, Kind, Record, id_of, refuse_if_used, row_id
+from gateway.provisioning.base import (
+    Context,
+    Kind,
+    NamedColumns,
+    Record,
+    history_uses,
+    id_of,
+    refuse_if_used,
+    row_id,
+)
 from gateway.secrets import (
     check_smpp_password,
     check_smpp_system_id,
@@ -42,7 +51,7 @@ def _pattern(value: Any, field: str) -> str:
     return normalise_pattern(str(value) if isinstance(value, int) else value, field)
 
 
-class Carriers(Kind):
+class Carriers(NamedColumns):
     name = "carrier"
     section = "carriers"
     table = carriers
@@ -59,7 +68,7 @@ class Carriers(Kind):
         F.Field("enabled", F.boolean, True),
         F.Field("password", _smpp_password, write_only=True),
     )
-    _columns: ClassVar[dict[str, str]] = {
+    columns: ClassVar[dict[str, str]] = {
         "system_id": "system_id",
         "allow_ip": "allowed_networks",
         "max_binds": "max_binds",
@@ -69,19 +78,8 @@ class Carriers(Kind):
         "enabled": "enabled",
     }
 
-    def records(self, ctx: Context) -> dict[str, Record]:
-        out: dict[str, Record] = {}
-        for row in ctx.conn.execute(select(carriers).order_by(carriers.c.name)).mappings():
-            record: Record = {"name": row["name"]}
-            for field, column in self._columns.items():
-                record[field] = row[column]
-            record["allow_ip"] = list(record["allow_ip"])
-            record["enabled"] = bool(record["enabled"])
-            out[row["name"]] = record
-        return out
-
     def _values(self, record: Record) -> dict[str, Any]:
-        values = {column: record[field] for field, column in self._columns.items()}
+        values = self.column_values(record)
         if "password" in record:
             values["password_hash"] = hash_password(record["password"])
         return values
@@ -122,8 +120,7 @@ class Carriers(Kind):
             key,
             [
                 (tariffs, tariffs.c.carrier_id == pk, "has tariffs"),
-                (messages, messages.c.carrier_id == pk, "has message history; disable it instead"),
-                (cdrs, cdrs.c.carrier_id == pk, "has CDRs; disable it instead"),
+                *history_uses("carrier_id", pk),
             ],
         )
         ctx.conn.execute(delete(carriers).where(carriers.c.id == pk))
@@ -137,7 +134,7 @@ class Carriers(Kind):
         return not verify_password(record["password"], stored or "")
 
 
-class Connections(Kind):
+class Connections(NamedColumns):
     name = "connection"
     section = "connections"
     table = connections
@@ -155,7 +152,7 @@ class Connections(Kind):
         F.Field("enabled", F.boolean, True),
         F.Field("password", _smpp_password, write_only=True),
     )
-    _columns: ClassVar[dict[str, str]] = {
+    columns: ClassVar[dict[str, str]] = {
         "host": "host",
         "port": "port",
         "system_id": "system_id",
@@ -166,19 +163,8 @@ class Connections(Kind):
         "enabled": "enabled",
     }
 
-    def records(self, ctx: Context) -> dict[str, Record]:
-        out: dict[str, Record] = {}
-        for row in ctx.conn.execute(select(connections).order_by(connections.c.name)).mappings():
-            record: Record = {"name": row["name"]}
-            for field, column in self._columns.items():
-                record[field] = row[column]
-            record["tls"] = bool(record["tls"])
-            record["enabled"] = bool(record["enabled"])
-            out[row["name"]] = record
-        return out
-
     def _values(self, ctx: Context, record: Record) -> dict[str, Any]:
-        values = {column: record[field] for field, column in self._columns.items()}
+        values = self.column_values(record)
         if "password" in record:
             values["password_enc"] = ctx.secret_box().encrypt(record["password"])
         return values
@@ -233,6 +219,7 @@ class Policies(Kind):
     table = policies
     store_key = "id"
     ref_help = "ID"
+    ref_by_id = True
     fields = (
         F.Field("pattern", _pattern),
         F.Field("connection", NAME),
@@ -241,13 +228,6 @@ class Policies(Kind):
 
     def key(self, record: Record) -> str:
         return f"{record['pattern']} -> {record['connection']}"
-
-    def ref(self, ctx: Context, text: str) -> str:
-        """Policies are named on the command line by the id ``policy list`` shows."""
-        for key, record in self.records(ctx).items():
-            if str(record["id"]) == text.strip():
-                return key
-        return text
 
     def records(self, ctx: Context) -> dict[str, Record]:
         rows = ctx.conn.execute(

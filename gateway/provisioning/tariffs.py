@@ -39,6 +39,7 @@ class Tariffs(Kind):
     table = tariffs
     store_key = "id"
     ref_help = "ID"
+    ref_by_id = True
     fields = (
         F.Field("carrier", F.name(64)),
         F.Field("prefix", F.digits_prefix),
@@ -55,13 +56,6 @@ class Tariffs(Kind):
         if record["to"] is not None and record["to"] < record["from"]:
             raise InvalidInput("to", f"{record['to']} is before from {record['from']}")
         return record
-
-    def ref(self, ctx: Context, text: str) -> str:
-        """Tariffs are named on the command line by the id ``tariff list`` shows."""
-        for key, record in self.records(ctx).items():
-            if str(record["id"]) == text.strip():
-                return key
-        return text
 
     def records(self, ctx: Context) -> dict[str, Record]:
         rows = ctx.conn.execute(
