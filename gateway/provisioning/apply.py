@@ -164,7 +164,8 @@ def execute(ctx: Context, changes: list[Change]) -> None:
         except GatewayError as exc:
             raise type(exc)(f"{c.where}: {exc}") from None
         after = None
-        if c.action != "delete":
+        if c.action != "delete":  # from the parsed record: no re-read per change in big files
             assert c.after is not None
-            after = audited(c.kind.records(ctx)[c.key], c.kind, c.after)
+            public = {f: c.after[f] for f in c.kind.public_fields}
+            after = audited(public, c.kind, c.after)
         audit.record(ctx, c.action, c.kind.name, c.key, c.before, after)
