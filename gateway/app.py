@@ -1,9 +1,10 @@
 # The gateway process: checks what the config points at, opens the store, runs until a signal.
 """Wiring of one gateway node.
 
-For now the node checks its config and store, logs what it would serve and waits for SIGINT
-or SIGTERM; the SMPP and SIP listeners and the delivery pipeline attach here as they land
-(issues 3-5). Shutdown is ordered: stop accepting, finish in-flight work, close the store.
+The node checks its config and store, starts the batch writer and the SMPP listeners, and
+serves until SIGINT or SIGTERM; the SIP side and the delivery pipeline attach here as they
+land (issues 4-5). Shutdown is ordered: stop accepting, answer and unbind every carrier,
+write what is queued, close the store.
 """
 
 from __future__ import annotations
@@ -15,12 +16,20 @@ import ssl
 import sys
 from pathlib import Path
 
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
 from gateway.config import Config, format_duration
 from gateway.errors import GatewayError
 from gateway.secrets import SecretBox
+from gateway.smpp.carriers import CarrierDirectory
+from gateway.smpp.server import SmppServer
 from gateway.store.engine import display_url, make_engine, require_current
+from gateway.store.writer import BatchWriter
 
 log = logging.getLogger("gateway")
+
+RELOAD_SECONDS = 2.0  # how soon provisioning changes reach a running node
 
 
 def configure_logging(level: str) -> None:
@@ -104,6 +113,37 @@ async def _wait_for_signal() -> str:
     return await stop
 
 
+async def _reload_forever(directory: CarrierDirectory, every: float) -> None:
+    """Provisioning changes made with gatewayctl reach the running node within ``every``."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await loop.run_in_executor(None, directory.load)
+        except SQLAlchemyError as exc:
+            log.warning("reloading carriers failed: %s", exc)
+
+
+async def run(config: Config, engine: Engine) -> None:
+    """Start the listeners, serve until a signal, then shut down in order."""
+    loop = asyncio.get_running_loop()
+    writer = BatchWriter(engine)
+    writer.start(loop)
+    directory = CarrierDirectory(engine)
+    await loop.run_in_executor(None, directory.load)
+    smpp = SmppServer(config, engine, writer, directory)
+    reload = loop.create_task(_reload_forever(directory, RELOAD_SECONDS))
+    try:
+        await smpp.start()
+        log.warning("SIP and management listeners are not served yet in this release")
+        received = await _wait_for_signal()
+        log.info("%s received, shutting down", received)
+    finally:
+        reload.cancel()
+        await smpp.close()
+        await loop.run_in_executor(None, writer.close)
+
+
 def serve(config: Config) -> None:
     """Run the node in the foreground until SIGINT or SIGTERM."""
     configure_logging(config.log.level)
@@ -113,11 +153,7 @@ def serve(config: Config) -> None:
         require_current(engine)
         for line in describe(config):
             log.info("%s", line)
-        log.warning(
-            "listeners are not served yet in this release: the node stores provisioning only"
-        )
-        received = asyncio.run(_wait_for_signal())
-        log.info("%s received, shutting down", received)
+        asyncio.run(run(config, engine))
     finally:
         engine.dispose()
     log.info("stopped")

@@ -247,6 +247,21 @@ def _show(value: timedelta) -> str:
         return str(value)
 
 
+def _between(low: int, high: int) -> Check:
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"must be {low}-{high}, got {value}")
+        return value
+
+    return check
+
+
+def _positive_duration(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError(f"must be more than 0s, got {format_duration(value)}")
+    return value
+
+
 def _validity(value: timedelta) -> timedelta:
     if not timedelta(0) < value <= MAX_VALIDITY:
         raise ValueError(
@@ -383,6 +398,49 @@ class SmppConfig(_Checked):
         "Sockets to accept SMPP binds on; no two on the same host and port.",
         (SmppListener("127.0.0.1", 2775),),
         check=_distinct_listeners,
+    )
+    window: int = setting(
+        "Requests one bind may have unanswered; more are answered ESME_RTHROTTLED (1-10000).",
+        100,
+        check=_between(1, 10_000),
+    )
+    enquire_link: timedelta = setting(
+        "Idle time after which the gateway probes a bind with enquire_link.",
+        timedelta(seconds=30),
+        check=_positive_duration,
+    )
+    inactivity_timeout: timedelta = setting(
+        "A bind that sends nothing (not even enquire_link_resp) for this long is closed.",
+        timedelta(seconds=120),
+        check=_positive_duration,
+    )
+    bind_timeout: timedelta = setting(
+        "A connection that has not bound after this long is closed.",
+        timedelta(seconds=30),
+        check=_positive_duration,
+    )
+    response_timeout: timedelta = setting(
+        "How long the gateway waits for a carrier's answer to deliver_sm or enquire_link.",
+        timedelta(seconds=30),
+        check=_positive_duration,
+    )
+    max_pdu: int = setting(
+        "Largest PDU accepted, in octets (command_length); larger ones close the bind"
+        " (64-1048576).",
+        65536,
+        check=_between(64, 1 << 20),
+    )
+    reassembly_timeout: timedelta = setting(
+        "How long the parts of a concatenated message wait for the missing ones; then the"
+        " message fails (a receipt says so).",
+        timedelta(minutes=5),
+        check=_positive_duration,
+    )
+    max_pending_messages: int = setting(
+        "Concatenated messages that may wait for parts at once; more are answered"
+        " ESME_RMSGQFUL (1-1000000).",
+        10_000,
+        check=_between(1, 1_000_000),
     )
 
 

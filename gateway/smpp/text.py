@@ -371,6 +371,10 @@ class Reassembler:
     def __len__(self) -> int:
         return len(self._groups)
 
+    def has_room_for(self, key: Hashable, ref: int) -> bool:
+        """Whether a part of group (key, ref) would be taken (its group exists or fits)."""
+        return (key, ref) in self._groups or len(self._groups) < self.max_pending
+
     def add(
         self, key: Hashable, ref: int, total: int, seq: int, payload: bytes, now: datetime
     ) -> bytes | None:

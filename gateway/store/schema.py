@@ -193,6 +193,46 @@ messages = Table(
     Index(None, "carrier_id", "accepted_at"),
 )
 
+# Parts of concatenated messages (UDH or SAR), each acknowledged with its own id once stored;
+# when the last part arrives the whole message is written and the parts point at it.
+fragments = Table(
+    "fragments",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),  # the id the sender got
+    Column("carrier_id", ForeignKey("carriers.id"), nullable=True),
+    Column("group_key", String(128), nullable=False, index=True),
+    Column("total", SmallInteger, nullable=False),
+    Column("seq", SmallInteger, nullable=False),
+    Column("payload", LargeBinary, nullable=False),  # the part's octets, UDH removed
+    Column("registered_delivery", SmallInteger, nullable=False),
+    Column("meta", JSON, nullable=False),  # the message's fields, to assemble after a restart
+    Column("accepted_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("message_id", BigInteger, nullable=True, index=True),  # the whole message, once complete
+)
+
+# PDUs waiting for a carrier's receiver bind (delivery receipts, MO messages), oldest first.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("carrier_id", ForeignKey("carriers.id"), nullable=False),
+    Column("message_id", BigInteger, nullable=True),
+    Column("pdu", LargeBinary, nullable=False),  # encoded, sequence rewritten when sent
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Index(None, "carrier_id", "id"),
+)
+
+# Blocks of ids handed to a gateway process (hi/lo), so ids are known before the insert and
+# several processes on one database never collide.
+id_blocks = Table(
+    "id_blocks",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("next_id", BigInteger, nullable=False),
+)
+
 # Call detail records: immutable once final, kept for years, no message text.
 cdrs = Table(
     "cdrs",

@@ -22,7 +22,10 @@ def test_readme_first_command_initialises_and_serves_until_sigterm(tmp_path: Pat
     # The package is installed already; run the rest exactly, from a copy of the project's
     # default config, so the default paths (conf/gateway.yaml, gateway.db) are exercised.
     (tmp_path / "conf").mkdir()
-    shutil.copy(ROOT / "conf" / "gateway.yaml", tmp_path / "conf" / "gateway.yaml")
+    # the default config, with free ports instead of the well-known ones
+    text = (ROOT / "conf" / "gateway.yaml").read_text(encoding="utf-8")
+    text = re.sub(r"port: \d+", "port: 0", text)
+    (tmp_path / "conf" / "gateway.yaml").write_text(text, encoding="utf-8")
     init = subprocess.run(
         ["gatewayctl", "init"],
         cwd=tmp_path,
@@ -49,6 +52,7 @@ def test_readme_first_command_initialises_and_serves_until_sigterm(tmp_path: Pat
         log = "".join(seen)
         assert "ready" in log, log
         assert "env gateway, database sqlite:///gateway.db" in log
+        assert re.search(r"smpp listening on 127.0.0.1:\d+", log)
         server.send_signal(signal.SIGTERM)
         rest = server.stderr.read()
         assert server.wait(timeout=30) == 0

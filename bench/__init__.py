@@ -1,0 +1,1 @@
+# Benchmarks and load generators that play carriers and apps against a running gateway.

@@ -1,0 +1,474 @@
+# SMPP server adapter (asyncio): listeners, bind authentication, submissions stored before resp.
+"""Moves bytes between sockets and ``Session`` state machines, and carries out what the
+sessions ask: bind checks (carrier directory, allowed networks, max binds, failed-bind guard),
+submissions (validated by ``accept``, throttled per carrier, stored by the batch writer and
+only then answered), query_sm and cancel_sm, and the reassembly of concatenated messages.
+Each connection arms one timer at its session's next deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from gateway.config import Config
+from gateway.smpp.accept import Rules, read_submission
+from gateway.smpp.carriers import Carrier, CarrierDirectory, bind_status
+from gateway.smpp.codec import Pdu, SmppError
+from gateway.smpp.constants import CommandId, Status
+from gateway.smpp.guard import AuthGuard, BindCounter, TokenBucket
+from gateway.smpp.session import (
+    BindRequested,
+    Closed,
+    Event,
+    Limits,
+    ProtocolError,
+    RequestReceived,
+    ResponseReceived,
+    ResponseTimedOut,
+    Session,
+    State,
+)
+from gateway.smpp.storeops import AcceptOp, AssembleOp, CancelOp, QueryOp, group_key
+from gateway.smpp.text import Reassembler
+from gateway.store.schema import fragments
+from gateway.store.writer import BatchWriter
+
+log = logging.getLogger("gateway.smpp")
+
+MAX_WRITER_BACKLOG = 50_000  # beyond this, submissions are answered ESME_RMSGQFUL
+CREDENTIAL_FAILURES = (Status.ESME_RINVSYSID, Status.ESME_RINVPASWD, Status.ESME_RBINDFAIL)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SmppServer:
+    """All SMPP listeners of one gateway node and the state they share."""
+
+    def __init__(
+        self, config: Config, engine: Engine, writer: BatchWriter, directory: CarrierDirectory
+    ) -> None:
+        smpp = config.smpp
+        self.config = config
+        self.engine = engine
+        self.writer = writer
+        self.directory = directory
+        self.limits = Limits(
+            bind_timeout=smpp.bind_timeout,
+            enquire_link_interval=smpp.enquire_link,
+            inactivity_timeout=smpp.inactivity_timeout,
+            response_timeout=smpp.response_timeout,
+            window_in=smpp.window,
+            max_pdu=smpp.max_pdu,
+        )
+        self.guard = AuthGuard()
+        self.binds = BindCounter()
+        self.buckets: dict[int, TokenBucket] = {}
+        self.reassembler = Reassembler(smpp.max_pending_messages, smpp.reassembly_timeout)
+        self.connections: set[SmppConnection] = set()
+        self.addresses: list[tuple[str, int, bool]] = []  # (host, port, tls) actually bound
+        self._servers: list[asyncio.Server] = []
+        self._rules: dict[str, Rules] = {}
+        self._idle = asyncio.Event()
+        self._expiry: asyncio.TimerHandle | None = None
+
+    # -- life cycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await self._recover_parts()
+        for listener in self.config.smpp.listen:
+            context = None
+            if listener.tls is not None:
+                context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                context.minimum_version = ssl.TLSVersion.TLSv1_2
+                context.load_cert_chain(listener.tls.cert, listener.tls.key)
+            tls = context is not None
+            server = await loop.create_server(
+                lambda tls=tls: SmppConnection(self, tls), listener.host, listener.port, ssl=context
+            )
+            self._servers.append(server)
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                self.addresses.append((host, port, tls))
+                log.info("smpp%s listening on %s:%d", "+tls" if tls else "", host, port)
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Stop accepting, answer what is in flight, unbind every carrier, then close."""
+        for server in self._servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.shut_down()
+        if self.connections:
+            self._idle.clear()
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout)
+            except TimeoutError:
+                log.warning("%d binds did not unbind in time; closing them", len(self.connections))
+        for conn in list(self.connections):
+            conn.abort()
+        for server in self._servers:
+            await server.wait_closed()
+        if self._expiry is not None:
+            self._expiry.cancel()
+
+    def forget(self, conn: SmppConnection) -> None:
+        self.connections.discard(conn)
+        if conn.carrier is not None and conn.bound:
+            self.binds.remove(conn.carrier.id)
+        if not self.connections:
+            self._idle.set()
+
+    # -- per carrier -------------------------------------------------------------------
+    def rules(self, carrier: Carrier) -> Rules:
+        rules = self._rules.get(carrier.alphabet)
+        if rules is None:
+            rules = self._rules[carrier.alphabet] = Rules(
+                plan=self.config.numbering,
+                default_alphabet=carrier.alphabet,
+                default_validity=self.config.delivery.validity,
+            )
+        return rules
+
+    def bucket(self, carrier: Carrier) -> TokenBucket | None:
+        if carrier.throughput is None:
+            self.buckets.pop(carrier.id, None)
+            return None
+        bucket = self.buckets.get(carrier.id)
+        if bucket is None or bucket.rate != carrier.throughput:
+            bucket = self.buckets[carrier.id] = TokenBucket(carrier.throughput)
+        return bucket
+
+    # -- concatenated messages ------------------------------------------------------------
+    def part_stored(self, op: AcceptOp) -> None:
+        """A part is on disk: add it to its group, and write the message when it is whole."""
+        sub = op.sub
+        assert sub.concat is not None
+        ref, total, seq = sub.concat
+        key = group_key(op.carrier_id, sub)
+        whole = self.reassembler.add(key, ref, total, seq, sub.part, op.now)
+        if whole is not None:
+            self.writer.submit(
+                AssembleOp(
+                    key, op.carrier_id, sub.meta(), whole, total, sub.registered_delivery, utcnow()
+                )
+            )
+        self._arm_expiry()
+
+    def _arm_expiry(self) -> None:
+        deadline = self.reassembler.next_deadline()
+        if deadline is None or self._expiry is not None:
+            return
+        delay = max(0.0, (deadline - utcnow()).total_seconds())
+        self._expiry = asyncio.get_running_loop().call_later(delay, self._expire_parts)
+
+    def _expire_parts(self) -> None:
+        self._expiry = None
+        for key, _ref in self.reassembler.expire(utcnow()):
+            self.writer.submit(_ExpiredGroup(str(key), self.writer))
+        self._arm_expiry()
+
+    def _load_parts(self) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(fragments)
+                    .where(fragments.c.message_id.is_(None))
+                    .order_by(fragments.c.id)
+                ).mappings()
+            )
+
+    async def _recover_parts(self) -> None:
+        """After a restart: parts stored but not yet in a message go back into their groups."""
+        rows = await asyncio.get_running_loop().run_in_executor(None, self._load_parts)
+        for row in rows:
+            ref = int(row["group_key"].rsplit("|", 2)[1])
+            whole = self.reassembler.add(
+                row["group_key"], ref, row["total"], row["seq"], row["payload"], row["accepted_at"]
+            )
+            if whole is not None:
+                self.writer.submit(
+                    AssembleOp(
+                        row["group_key"],
+                        row["carrier_id"],
+                        row["meta"],
+                        whole,
+                        row["total"],
+                        row["registered_delivery"],
+                        utcnow(),
+                    )
+                )
+        if rows:
+            log.info("recovered %d stored parts of concatenated messages", len(rows))
+        self._expire_parts()
+
+
+class _ExpiredGroup:
+    """A group whose parts did not all arrive in time: its message is written as failed."""
+
+    def __init__(self, key: str, writer: BatchWriter) -> None:
+        self.key = key
+        self.writer = writer
+        self.rows: list[Any] = []
+
+    def stage(self, batch: Any) -> None:
+        def load(conn: Any) -> None:
+            self.rows = list(
+                conn.execute(
+                    select(fragments)
+                    .where(fragments.c.group_key == self.key, fragments.c.message_id.is_(None))
+                    .order_by(fragments.c.seq)
+                ).mappings()
+            )
+
+        batch.then(load)
+
+    def finish(self, error: BaseException | None) -> None:
+        if error is not None or not self.rows:
+            return
+        first = self.rows[0]
+        present = {row["seq"] for row in self.rows}
+        missing = [n for n in range(1, first["total"] + 1) if n not in present]
+        payload = b"".join(row["payload"] for row in self.rows)
+        self.writer.submit(
+            AssembleOp(
+                self.key,
+                first["carrier_id"],
+                first["meta"],
+                payload,
+                first["total"],
+                first["registered_delivery"],
+                utcnow(),
+                missing=missing,
+            )
+        )
+
+
+class SmppConnection(asyncio.Protocol):
+    """One carrier connection: a Session plus the I/O and the server's decisions."""
+
+    def __init__(self, server: SmppServer, tls: bool) -> None:
+        self.server = server
+        self.tls = tls
+        self.carrier: Carrier | None = None
+        self.bound = False
+        self.address = "?"
+        self.session: Session
+        self.transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: datetime | None = None
+        self._draining = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.address = str(peer[0]) if peer else "?"
+        self.session = Session(utcnow(), self.server.limits)
+        self.server.connections.add(self)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        now = utcnow()
+        self._handle(self.session.receive_data(data, now), now)
+        self._flush()
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.session.state is not State.CLOSED:
+            self.session.close("connection lost")
+        self.server.forget(self)
+        if self.carrier is not None:
+            log.info("carrier %s (%s) disconnected", self.carrier.name, self.address)
+
+    def pause_writing(self) -> None:  # the carrier is not reading: stop taking its requests
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    # -- events ----------------------------------------------------------------------
+    def _handle(self, events: list[Event], now: datetime) -> None:
+        for event in events:
+            if isinstance(event, RequestReceived):
+                self._request(event.pdu, now)
+            elif isinstance(event, BindRequested):
+                task = asyncio.get_running_loop().create_task(
+                    self._bind(event.pdu, event.bind_type)
+                )
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif isinstance(event, ProtocolError):
+                log.info("carrier %s (%s): %s", self._who(), self.address, event.reason)
+            elif isinstance(event, ResponseReceived | ResponseTimedOut):
+                pass  # deliver_sm towards carriers arrives with the delivery pipeline
+            elif isinstance(event, Closed):
+                log.info("closing %s (%s): %s", self._who(), self.address, event.reason)
+                self._flush()
+                if self.transport is not None:
+                    self.transport.close()
+
+    def _who(self) -> str:
+        return self.carrier.name if self.carrier else "unbound connection"
+
+    async def _bind(self, pdu: Pdu, bind_type: str) -> None:
+        server = self.server
+        loop = asyncio.get_running_loop()
+        our_id = server.config.smpp.system_id
+        verdict = server.guard.check(self.address, loop.time())
+        if verdict.delay:
+            await asyncio.sleep(verdict.delay)  # slows down guessing from this address
+        system_id = str(pdu.params.get("system_id", ""))
+        if not verdict.allowed:
+            status, reason = Status.ESME_RBINDFAIL, "too many failed binds from this address"
+        else:
+            carrier = server.directory.by_system_id(system_id)
+            password = str(pdu.params.get("password", ""))
+            status, reason = await loop.run_in_executor(
+                None, bind_status, carrier, password, self.address
+            )
+            if status == Status.ESME_ROK:
+                assert carrier is not None
+                if not server.binds.try_add(carrier.id, carrier.max_binds):
+                    status, reason = (
+                        Status.ESME_RBINDFAIL,
+                        f"carrier {carrier.name} has {carrier.max_binds} binds already",
+                    )
+                else:
+                    self.carrier, self.bound = carrier, True
+        if self.session.state is State.CLOSED:
+            if self.bound and self.carrier is not None:
+                server.binds.remove(self.carrier.id)
+                self.bound = False
+            return
+        if status == Status.ESME_ROK:
+            server.guard.succeeded(self.address, loop.time())
+            self.session.accept_bind(pdu, our_id, utcnow())
+            log.info(
+                "carrier %s bound %s from %s%s",
+                reason.removeprefix("carrier "),
+                bind_type,
+                self.address,
+                " over TLS" if self.tls else "",
+            )
+        else:
+            if status in CREDENTIAL_FAILURES and verdict.allowed:
+                server.guard.failed(self.address, loop.time())
+            log.warning(
+                "bind refused for system_id %r from %s: %s", system_id, self.address, reason
+            )
+            self.session.reject_bind(pdu, status, our_id)
+        self._flush()
+        self._arm()
+
+    def _request(self, pdu: Pdu, now: datetime) -> None:
+        carrier = self.carrier
+        assert carrier is not None  # the session only passes requests of a bound carrier
+        command = pdu.command_id
+        writer = self.server.writer
+        if command in (CommandId.SUBMIT_SM, CommandId.DATA_SM):
+            self._submit(pdu, carrier, now)
+        elif command == CommandId.QUERY_SM:
+            writer.submit(QueryOp(self, pdu, carrier.id, carrier.receipt_id))
+        elif command == CommandId.CANCEL_SM:
+            writer.submit(CancelOp(self, pdu, carrier.id, carrier.receipt_id, now))
+        elif command == CommandId.REPLACE_SM:
+            self.respond(pdu, Status.ESME_RREPLACEFAIL)  # stored messages are not rewritten
+        else:  # submit_multi: one recipient per submit_sm only
+            self.respond(pdu, Status.ESME_RINVCMDID)
+
+    def _submit(self, pdu: Pdu, carrier: Carrier, now: datetime) -> None:
+        server = self.server
+        try:
+            sub = read_submission(pdu, server.rules(carrier), now)
+        except SmppError as exc:
+            log.info("carrier %s: %s refused: %s", carrier.name, pdu.name, exc)
+            self.respond(pdu, exc.status)
+            return
+        bucket = server.bucket(carrier)
+        if bucket is not None and not bucket.take(sub.segments, asyncio.get_running_loop().time()):
+            self.respond(pdu, Status.ESME_RTHROTTLED)
+            return
+        if sub.concat is not None and not server.reassembler.has_room_for(
+            group_key(carrier.id, sub), sub.concat[0]
+        ):
+            self.respond(pdu, Status.ESME_RMSGQFUL)
+            return
+        if server.writer.pending >= MAX_WRITER_BACKLOG:
+            self.respond(pdu, Status.ESME_RMSGQFUL)
+            return
+        op = AcceptOp(
+            self,
+            pdu,
+            sub,
+            carrier.id,
+            carrier.receipt_id,
+            now,
+            now + server.config.smpp.reassembly_timeout,
+            server.part_stored,
+        )
+        try:
+            server.writer.submit(op)
+        except RuntimeError:  # shutting down
+            self.respond(pdu, Status.ESME_RSYSERR)
+
+    def respond(self, pdu: Pdu, status: int = Status.ESME_ROK, **params: Any) -> None:
+        if self.session.state is State.CLOSED:
+            return
+        self._handle(self.session.respond(pdu, status, **params), utcnow())
+        if self._draining and self.session.unanswered == 0:
+            self.session.unbind(utcnow())
+        self._flush()
+        self._arm()
+
+    # -- shutdown ---------------------------------------------------------------------
+    def shut_down(self) -> None:
+        """Graceful: once every request of this bind is answered, unbind it."""
+        self._draining = True
+        if self.session.state in (State.BOUND_TX, State.BOUND_RX, State.BOUND_TRX):
+            if self.session.unanswered == 0:
+                self.session.unbind(utcnow())
+                self._flush()
+        elif self.transport is not None and self.session.unanswered == 0:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- bytes and time ------------------------------------------------------------------
+    def _flush(self) -> None:
+        data = self.session.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _arm(self) -> None:
+        deadline = self.session.next_deadline()
+        if deadline is None:
+            return
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
+            return  # an earlier timer fires first and re-arms
+        if self._timer is not None:
+            self._timer.cancel()
+        delay = max(0.0, (deadline - utcnow()).total_seconds())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+        self._timer_at = deadline
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        now = utcnow()
+        self._handle(self.session.on_timer(now), now)
+        self._flush()
+        self._arm()

@@ -1,0 +1,335 @@
+# Store operations of the SMPP server, run by the batch writer: accept, assemble, query, cancel.
+"""Each operation stages its rows in the writer thread (``stage``) and answers the carrier on
+the event loop once the transaction is committed (``finish``): the submit_sm_resp carrying a
+message id is never sent before the message is on disk (accepted means durable)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.engine import Connection
+
+from gateway.smpp.accept import Submission
+from gateway.smpp.codec import Pdu, format_time
+from gateway.smpp.constants import Status
+from gateway.smpp.receipt import MESSAGE_STATE, format_message_id, parse_message_id
+from gateway.smpp.text import TextError, decode_text, is_binary
+from gateway.store.schema import fragments, messages
+from gateway.store.writer import Batch
+
+log = logging.getLogger("gateway.smpp")
+
+PENDING_STATES = ("accepted", "routed", "retry-wait")  # a carrier may still cancel these
+# Our message states as SMPP message_state values (§5.2.28).
+SMPP_STATE = {
+    "accepted": "ENROUTE",
+    "routed": "ENROUTE",
+    "sending": "ENROUTE",
+    "retry-wait": "ENROUTE",
+    "delivered": "DELIVRD",
+    "expired": "EXPIRED",
+    "deleted": "DELETED",
+    "failed": "UNDELIV",
+    "rejected": "REJECTD",
+}
+
+
+class Answerer(Protocol):
+    """The connection a request came on (it may have gone: then answering does nothing)."""
+
+    def respond(self, pdu: Pdu, status: int = Status.ESME_ROK, **params: Any) -> None: ...
+
+
+def message_row(
+    message_id: int,
+    carrier_id: int | None,
+    sub: Submission | dict[str, Any],
+    *,
+    text: str | None,
+    body: bytes | None,
+    parts: int,
+    registered_delivery: int,
+    now: datetime,
+    state: str = "accepted",
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """The messages row of a whole message (from a Submission or a part's stored meta)."""
+    meta = sub.meta() if isinstance(sub, Submission) else sub
+    schedule = meta["schedule_at"]
+    validity = meta["validity_until"]
+    if isinstance(schedule, str):
+        schedule = datetime.fromisoformat(schedule)
+    if isinstance(validity, str):
+        validity = datetime.fromisoformat(validity)
+    priority = int(meta["priority"])
+    final = state not in PENDING_STATES
+    return {
+        "id": message_id,
+        "origin": "carrier",
+        "carrier_id": carrier_id,
+        "account_id": None,
+        "connection_id": None,
+        "source": meta["source"],
+        "source_ton": meta["source_ton"],
+        "destination": meta["destination"],
+        "data_coding": meta["data_coding"],
+        "esm_class": meta["esm_class"],
+        "body_text": text,
+        "body_bytes": body,
+        "parts": parts,
+        "registered_delivery": registered_delivery,
+        "priority": priority,
+        "lane": "priority" if priority > 0 else "bulk",
+        "state": state,
+        "reason": reason,
+        "attempts": 0,
+        "route": None,
+        "peer_message_id": None,
+        "accepted_at": now,
+        "next_attempt_at": None if final else (schedule or now),
+        "validity_until": validity,
+        "final_at": now if final else None,
+    }
+
+
+def group_key(carrier_id: int, sub: Submission) -> str:
+    """Parts belong together when carrier, sender, recipient, reference and count agree."""
+    assert sub.concat is not None
+    ref, total, _ = sub.concat
+    return f"{carrier_id}|{sub.source}|{sub.destination}|{ref}|{total}"
+
+
+@dataclass
+class AcceptOp:
+    """Store one submission (a whole message, or one part), then answer with its id."""
+
+    conn: Answerer
+    pdu: Pdu
+    sub: Submission
+    carrier_id: int
+    id_style: str
+    now: datetime
+    expires_at: datetime
+    on_part: Callable[[AcceptOp], AssembleOp | None] | None = None
+    message_id: int = 0
+
+    def stage(self, batch: Batch) -> None:
+        [self.message_id] = batch.new_ids(1)
+        sub = self.sub
+        if sub.concat is None:
+            batch.add(
+                messages,
+                message_row(
+                    self.message_id,
+                    self.carrier_id,
+                    sub,
+                    text=sub.text,
+                    body=sub.body,
+                    parts=sub.segments,
+                    registered_delivery=sub.registered_delivery,
+                    now=self.now,
+                ),
+            )
+            return
+        _, total, seq = sub.concat
+        batch.add(
+            fragments,
+            {
+                "id": self.message_id,
+                "carrier_id": self.carrier_id,
+                "group_key": group_key(self.carrier_id, sub),
+                "total": total,
+                "seq": seq,
+                "payload": sub.part,
+                "registered_delivery": sub.registered_delivery,
+                "meta": sub.meta(),
+                "accepted_at": self.now,
+                "expires_at": self.expires_at,
+                "message_id": None,
+            },
+        )
+
+    def finish(self, error: BaseException | None) -> None:
+        if error is not None:
+            log.error("message from carrier %d not stored: %s", self.carrier_id, error)
+            self.conn.respond(self.pdu, Status.ESME_RSYSERR)
+            return
+        assemble = None
+        if self.sub.concat is not None and self.on_part is not None:
+            assemble = self.on_part(self)
+        if assemble is None:
+            self.answer()
+        else:  # the last part: answered once the whole message is written too
+            assemble.after = self.answer
+
+    def answer(self) -> None:
+        self.conn.respond(self.pdu, message_id=format_message_id(self.message_id, self.id_style))  # type: ignore[arg-type]
+
+
+@dataclass
+class AssembleOp:
+    """Write the whole message of a complete (or expired) group and link its parts to it."""
+
+    key: str
+    carrier_id: int | None
+    meta: dict[str, Any]
+    payload: bytes
+    total: int
+    registered_delivery: int
+    now: datetime
+    missing: list[int] = field(default_factory=list)  # part numbers that never came
+    message_id: int = 0
+    after: Callable[[], None] | None = None  # answers the part that completed the message
+
+    def stage(self, batch: Batch) -> None:
+        [self.message_id] = batch.new_ids(1)
+        data_coding = int(self.meta["data_coding"])
+        text: str | None = None
+        body: bytes | None = None
+        state, reason = "accepted", None
+        if is_binary(data_coding):
+            body = self.payload
+        else:
+            try:
+                text = decode_text(self.payload, data_coding)
+            except TextError as exc:
+                state, reason = "failed", f"concatenated text cannot be decoded: {exc}"
+                body = self.payload
+        if self.missing:
+            state = "failed"
+            reason = f"parts {', '.join(map(str, self.missing))} of {self.total} never arrived"
+        batch.add(
+            messages,
+            message_row(
+                self.message_id,
+                self.carrier_id,
+                self.meta,
+                text=text,
+                body=body,
+                parts=self.total,
+                registered_delivery=self.registered_delivery,
+                now=self.now,
+                state=state,
+                reason=reason,
+            ),
+        )
+        key, message_id = self.key, self.message_id
+        batch.then(
+            lambda conn: conn.execute(
+                update(fragments)
+                .where(and_(fragments.c.group_key == key, fragments.c.message_id.is_(None)))
+                .values(message_id=message_id)
+            )
+        )
+
+    def finish(self, error: BaseException | None) -> None:
+        if error is not None:  # the parts stay stored and unlinked: assembled after a restart
+            log.error("concatenated message %s not assembled: %s", self.key, error)
+        if self.after is not None:  # the part itself is stored either way
+            self.after()
+
+
+def _find(conn: Connection, message_id: int, carrier_id: int) -> dict[str, Any] | None:
+    """The message a carrier knows by ``message_id`` (its own, or the one a part went into)."""
+    row = (
+        conn.execute(
+            select(messages).where(messages.c.id == message_id, messages.c.carrier_id == carrier_id)
+        )
+        .mappings()
+        .first()
+    )
+    if row is not None:
+        return dict(row)
+    part = conn.execute(
+        select(fragments.c.message_id, fragments.c.accepted_at).where(
+            fragments.c.id == message_id, fragments.c.carrier_id == carrier_id
+        )
+    ).first()
+    if part is None:
+        return None
+    if part.message_id is None:  # still waiting for its other parts
+        return {"id": message_id, "state": "accepted", "final_at": None}
+    whole = (
+        conn.execute(select(messages).where(messages.c.id == part.message_id)).mappings().first()
+    )
+    return dict(whole) if whole is not None else None
+
+
+@dataclass
+class QueryOp:
+    """query_sm: the state of one of this carrier's messages (§4.8)."""
+
+    conn: Answerer
+    pdu: Pdu
+    carrier_id: int
+    id_style: str
+    found: dict[str, Any] | None = None
+
+    def stage(self, batch: Batch) -> None:
+        try:
+            wanted = parse_message_id(str(self.pdu.params.get("message_id", "")), self.id_style)  # type: ignore[arg-type]
+        except (ValueError, TextError):
+            return
+        batch.then(lambda conn: setattr(self, "found", _find(conn, wanted, self.carrier_id)))
+
+    def finish(self, error: BaseException | None) -> None:
+        if error is not None or self.found is None:
+            self.conn.respond(self.pdu, Status.ESME_RQUERYFAIL)
+            return
+        final = self.found.get("final_at")
+        self.conn.respond(
+            self.pdu,
+            message_id=self.pdu.params.get("message_id", ""),
+            final_date=format_time(final) if final else "",
+            message_state=MESSAGE_STATE[SMPP_STATE.get(self.found["state"], "UNKNOWN")],
+            error_code=0,
+        )
+
+
+@dataclass
+class CancelOp:
+    """cancel_sm of one message by id, while it is not yet delivered (§4.9)."""
+
+    conn: Answerer
+    pdu: Pdu
+    carrier_id: int
+    id_style: str
+    now: datetime
+    cancelled: bool = False
+
+    def stage(self, batch: Batch) -> None:
+        text = str(self.pdu.params.get("message_id", ""))
+        try:
+            wanted = parse_message_id(text, self.id_style)  # type: ignore[arg-type]
+        except (ValueError, TextError):
+            return
+
+        def cancel(conn: Connection) -> None:
+            found = _find(conn, wanted, self.carrier_id)
+            if found is None or found["state"] not in PENDING_STATES or "source" not in found:
+                return
+            source = str(self.pdu.params.get("source_addr", ""))
+            if source and source != found["source"] and source.lstrip("+") != found["source"]:
+                return
+            result = conn.execute(
+                update(messages)
+                .where(messages.c.id == found["id"], messages.c.state.in_(PENDING_STATES))
+                .values(
+                    state="deleted",
+                    reason="cancelled by the carrier",
+                    final_at=self.now,
+                    next_attempt_at=None,
+                )
+            )
+            self.cancelled = result.rowcount == 1
+
+        batch.then(cancel)
+
+    def finish(self, error: BaseException | None) -> None:
+        status = Status.ESME_ROK if error is None and self.cancelled else Status.ESME_RCANCELFAIL
+        self.conn.respond(self.pdu, status)

@@ -1,0 +1,171 @@
+# Grouped commits: one writer thread turns many accepted messages into one transaction.
+"""The batch writer behind "accepted means durable" (ARCHITECTURE.md rule 7).
+
+The event loop submits operations; a single writer thread takes everything waiting (up to
+``max_batch``), lets each operation stage its rows, writes them with one executemany per
+table in one transaction, commits, and only then calls every operation's ``finish`` back on
+the loop. While one commit is on its way to disk the next batch gathers, so the cost of a
+durable commit is shared by all messages that arrived meanwhile.
+
+An operation whose staging fails fails alone. When the transaction fails, the batch is tried
+again one operation per transaction, so one bad row cannot refuse its neighbours; when the
+database itself is unavailable every operation fails and answers its sender with an error,
+having acknowledged nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, Table, insert
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.store.ids import IdAllocator
+
+log = logging.getLogger("gateway.store.writer")
+
+
+class Batch:
+    """What one transaction holds: rows per table (inserted first), then statements."""
+
+    def __init__(self, ids: IdAllocator) -> None:
+        self._ids = ids
+        self.rows: dict[Table, list[dict[str, Any]]] = {}
+        self.statements: list[Callable[[Connection], None]] = []
+
+    def new_ids(self, count: int = 1) -> list[int]:
+        return self._ids.take(count)
+
+    def add(self, table: Table, row: dict[str, Any]) -> None:
+        self.rows.setdefault(table, []).append(row)
+
+    def then(self, statement: Callable[[Connection], None]) -> None:
+        """Run ``statement`` in the same transaction, after the grouped inserts."""
+        self.statements.append(statement)
+
+    def write(self, conn: Connection) -> None:
+        for table, rows in self.rows.items():
+            conn.execute(insert(table), rows)
+        for statement in self.statements:
+            statement(conn)
+
+
+class Op(Protocol):
+    """One unit of work: staged in the writer thread, finished on the event loop."""
+
+    def stage(self, batch: Batch) -> None: ...
+
+    def finish(self, error: BaseException | None) -> None: ...
+
+
+class BatchWriter:
+    """The single writer of accepted traffic."""
+
+    def __init__(self, engine: Engine, *, max_batch: int = 1000, block: int = 1000) -> None:
+        self._engine = engine
+        self._ids = IdAllocator(engine, block=block)
+        self._max_batch = max_batch
+        self._queue: deque[Op] = deque()
+        self._wake = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.commits = 0
+        self.written = 0
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.Thread(target=self._run, name="batch-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def submit(self, op: Op) -> None:
+        """Queue ``op``; its ``finish`` runs on the loop once it is committed (or failed)."""
+        with self._wake:
+            if self._closing:
+                raise RuntimeError("the writer is closed")
+            self._queue.append(op)
+            self._wake.notify()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write everything queued, then stop the thread."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- writer thread ------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._closing:
+                    self._wake.wait()
+                if not self._queue and self._closing:
+                    return
+                ops = [self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch))]
+            self._write(ops)
+
+    def _write(self, ops: list[Op]) -> None:
+        results: list[tuple[Op, BaseException | None]] = []
+        batch = Batch(self._ids)
+        staged: list[Op] = []
+        for op in ops:
+            try:
+                op.stage(batch)
+                staged.append(op)
+            except Exception as exc:  # noqa: BLE001 - the op's own error, reported to its sender
+                results.append((op, exc))
+        try:
+            with self._engine.begin() as conn:
+                batch.write(conn)
+            self.commits += 1
+            self.written += len(staged)
+            results.extend((op, None) for op in staged)
+        except SQLAlchemyError as exc:
+            if len(staged) > 1:
+                log.warning("batch of %d failed (%s); writing one by one", len(staged), exc)
+                results.extend(self._one_by_one(staged))
+            else:
+                log.error("write failed: %s", exc)
+                results.extend((op, exc) for op in staged)
+        self._deliver(results)
+
+    def _one_by_one(self, ops: list[Op]) -> list[tuple[Op, BaseException | None]]:
+        out: list[tuple[Op, BaseException | None]] = []
+        for op in ops:
+            batch = Batch(self._ids)
+            try:
+                op.stage(batch)
+                with self._engine.begin() as conn:
+                    batch.write(conn)
+                self.commits += 1
+                self.written += 1
+                out.append((op, None))
+            except Exception as exc:  # noqa: BLE001 - reported to the op's sender
+                out.append((op, exc))
+        return out
+
+    def _deliver(self, results: list[tuple[Op, BaseException | None]]) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(_finish_all, results)
+        except RuntimeError:  # the loop is gone (shutdown): nobody is waiting for answers
+            log.warning("event loop closed; %d results not delivered", len(results))
+
+
+def _finish_all(results: list[tuple[Op, BaseException | None]]) -> None:
+    for op, error in results:
+        try:
+            op.finish(error)
+        except Exception:
+            log.exception("finishing a written operation failed")

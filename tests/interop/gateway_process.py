@@ -1,0 +1,131 @@
+# A real gateway process for interop tests: temp config and store, free ports, log-driven waits.
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+READY_TIMEOUT = 60.0
+
+
+@dataclass
+class GatewayProcess:
+    """``gatewayctl serve`` on a config in ``folder``; SMPP listeners on port 0."""
+
+    folder: Path
+    database: str
+    smpp_tls: tuple[str, str] | None = None
+    extra: dict = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+    lines: list[str] = field(default_factory=list)
+    smpp_port: int = 0
+    smpp_tls_port: int = 0
+    _ready: threading.Event = field(default_factory=threading.Event)
+    _seen: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def config(self) -> Path:
+        return self.folder / "gateway.yaml"
+
+    def write_config(self) -> Path:
+        listen = [{"host": "127.0.0.1", "port": 0}]
+        if self.smpp_tls:
+            listen.append(
+                {
+                    "host": "127.0.0.1",
+                    "port": 0,
+                    "tls": {"cert": self.smpp_tls[0], "key": self.smpp_tls[1]},
+                }
+            )
+        data = {
+            "env": "env1",
+            "database": self.database,
+            "secret_key_file": str(self.folder / "gateway.key"),
+            "numbering": {"country_code": "964", "national_prefix": "0"},
+            "smpp": {"system_id": "GW-ENV1", "listen": listen, **self.extra.get("smpp", {})},
+            "sip": {
+                "domain": "env1.example.net",
+                "listen": [{"transport": "udp", "host": "127.0.0.1", "port": 0}],
+            },
+            "management": {"host": "127.0.0.1", "port": 0},
+            "log": {"level": "INFO"},
+        }
+        self.config.write_text(yaml.safe_dump(data), encoding="utf-8")
+        return self.config
+
+    def start(self) -> GatewayProcess:
+        self._ready.clear()
+        self.lines.clear()
+        self.smpp_port = self.smpp_tls_port = 0
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            ["gatewayctl", "--config", str(self.config), "serve"],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self._ready.wait(READY_TIMEOUT):
+            self.kill()
+            raise AssertionError("gateway did not become ready:\n" + "".join(self.lines))
+        if self.process.poll() is not None:
+            raise AssertionError("gateway exited:\n" + "".join(self.lines))
+        return self
+
+    def _read(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        for line in self.process.stderr:
+            match = re.search(r"smpp(\+tls)? listening on [\d.]+:(\d+)", line)
+            if match:
+                if match.group(1):
+                    self.smpp_tls_port = int(match.group(2))
+                else:
+                    self.smpp_port = int(match.group(2))
+            with self._seen:
+                self.lines.append(line)
+                self._seen.notify_all()
+            if "ready;" in line:
+                self._ready.set()
+        self._ready.set()  # exited: let start() see it
+        with self._seen:
+            self._seen.notify_all()
+
+    def wait_for_log(self, pattern: str, timeout: float = 30.0) -> str:
+        """Block until a log line matches ``pattern`` (an event, not a sleep)."""
+        regex = re.compile(pattern)
+        with self._seen:
+            found = self._seen.wait_for(
+                lambda: (
+                    any(regex.search(line) for line in self.lines)
+                    or self.process.poll() is not None
+                ),
+                timeout,
+            )
+            for line in self.lines:
+                if regex.search(line):
+                    return line
+        raise AssertionError(
+            f"no log line matching {pattern!r} (found={found}):\n" + "".join(self.lines)
+        )
+
+    def log(self) -> str:
+        with self._seen:
+            return "".join(self.lines)
+
+    def stop(self) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
