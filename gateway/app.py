@@ -14,6 +14,7 @@ import logging
 import signal
 import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -142,6 +143,18 @@ async def run(config: Config, engine: Engine) -> None:
         reload.cancel()
         await smpp.close()
         await loop.run_in_executor(None, writer.close)
+        if writer.commits:
+            log.info("writer: %d operations in %d commits (%.1f per commit)", writer.written,
+                     writer.commits, writer.written / writer.commits)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (Linux, macOS): a faster event loop, same semantics."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def serve(config: Config) -> None:
@@ -153,7 +166,9 @@ def serve(config: Config) -> None:
         require_current(engine)
         for line in describe(config):
             log.info("%s", line)
-        asyncio.run(run(config, engine))
+        log.info("event loop: %s", "uvloop" if _loop_factory() else "asyncio")
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(run(config, engine))
     finally:
         engine.dispose()
     log.info("stopped")

@@ -215,18 +215,19 @@ def _possibility(digits: str) -> int:
     """libphonenumber's length verdict (a ValidationResult) for E.164 ``digits``.
 
     Only ``IS_POSSIBLE`` counts as possible: ``IS_POSSIBLE_LOCAL_ONLY`` numbers lack their
-    area code and cannot be reached in E.164 form.
+    area code and cannot be reached in E.164 form. The verdict depends only on the country
+    code and the length of the national significant number, so it is asked once per pair.
     """
     cc = _country_code(digits)
     if cc is None:
         return ValidationResult.INVALID_COUNTRY_CODE
-    rest = digits[len(cc) :]
+    rest = len(digits) - len(cc)
     if not rest:
         return ValidationResult.TOO_SHORT
-    national_number = int(rest)
-    number = PhoneNumber(country_code=int(cc), national_number=national_number)
-    leading_zeros = len(rest) - len(str(national_number))
-    if leading_zeros:
-        number.italian_leading_zero = True
-        number.number_of_leading_zeros = leading_zeros
+    return _length_verdict(cc, rest)
+
+
+@functools.lru_cache(maxsize=4096)
+def _length_verdict(cc: str, length: int) -> int:
+    number = PhoneNumber(country_code=int(cc), national_number=int("1" * length))
     return phonenumbers.is_possible_number_with_reason(number)

@@ -46,8 +46,8 @@ class Submission:
     part: bytes  # a part's octets (UDH removed), kept until the message is whole
     segments: int  # SMS segments this submission counts for (throughput, billing)
 
-    def meta(self) -> dict[str, Any]:
-        """The message fields a part carries, to assemble the message after a restart."""
+    def fields(self) -> dict[str, Any]:
+        """The fields a message row takes from this submission."""
         return {
             "source": self.source,
             "source_ton": self.source_ton,
@@ -55,9 +55,16 @@ class Submission:
             "data_coding": self.data_coding,
             "esm_class": self.esm_class & ~ESM_UDHI,
             "priority": self.priority,
-            "validity_until": self.validity_until.isoformat(),
-            "schedule_at": self.schedule_at.isoformat() if self.schedule_at else None,
+            "validity_until": self.validity_until,
+            "schedule_at": self.schedule_at,
         }
+
+    def meta(self) -> dict[str, Any]:
+        """``fields()`` as JSON, kept with each part to assemble the message after a restart."""
+        out = self.fields()
+        out["validity_until"] = self.validity_until.isoformat()
+        out["schedule_at"] = self.schedule_at.isoformat() if self.schedule_at else None
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import ssl
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Engine, select
 
@@ -264,12 +264,13 @@ class SmppConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: datetime | None = None
         self._draining = False
+        self._flush_soon = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio.Transport: no isinstance check
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.address = str(peer[0]) if peer else "?"
         self.session = Session(utcnow(), self.server.limits)
@@ -430,6 +431,12 @@ class SmppConnection(asyncio.Protocol):
         self._handle(self.session.respond(pdu, status, **params), utcnow())
         if self._draining and self.session.unanswered == 0:
             self.session.unbind(utcnow())
+        if not self._flush_soon:  # the answers of one committed batch leave in one write
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._deferred_flush)
+
+    def _deferred_flush(self) -> None:
+        self._flush_soon = False
         self._flush()
         self._arm()
 

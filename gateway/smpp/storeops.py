@@ -59,7 +59,7 @@ def message_row(
     reason: str | None = None,
 ) -> dict[str, Any]:
     """The messages row of a whole message (from a Submission or a part's stored meta)."""
-    meta = sub.meta() if isinstance(sub, Submission) else sub
+    meta = sub.fields() if isinstance(sub, Submission) else sub
     schedule = meta["schedule_at"]
     validity = meta["validity_until"]
     if isinstance(schedule, str):

@@ -22,10 +22,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, Table, insert
+from sqlalchemy import Dialect, Engine, Table
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.store.fastinsert import FastInsert
 from gateway.store.ids import IdAllocator
 
 log = logging.getLogger("gateway.store.writer")
@@ -51,9 +52,20 @@ class Batch:
 
     def write(self, conn: Connection) -> None:
         for table, rows in self.rows.items():
-            conn.execute(insert(table), rows)
+            _inserter(table, conn.dialect).execute(conn, rows)
         for statement in self.statements:
             statement(conn)
+
+
+_INSERTERS: dict[tuple[str, str], FastInsert] = {}
+
+
+def _inserter(table: Table, dialect: Dialect) -> FastInsert:
+    key = (table.name, dialect.name)
+    found = _INSERTERS.get(key)
+    if found is None:
+        found = _INSERTERS[key] = FastInsert(table, dialect)
+    return found
 
 
 class Op(Protocol):

@@ -1,0 +1,105 @@
+# The writer's lean executemany stores exactly what SQLAlchemy's own insert would, both backends.
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from sqlalchemy import insert, select
+
+from gateway.store.engine import make_engine, migrate
+from gateway.store.fastinsert import FastInsert
+from gateway.store.schema import carriers, fragments, messages
+
+
+def message(i: int, when: datetime) -> dict:
+    return {
+        "id": i,
+        "origin": "carrier",
+        "carrier_id": 1,
+        "account_id": None,
+        "connection_id": None,
+        "source": "AsiaCell",
+        "source_ton": 5,
+        "destination": "964111222333",
+        "data_coding": 8,
+        "esm_class": 0,
+        "body_text": "رمز 4711 😀" if i % 2 else None,
+        "body_bytes": None if i % 2 else b"\x00\xff\x10",
+        "parts": 1,
+        "registered_delivery": 1,
+        "priority": 0,
+        "lane": "bulk",
+        "state": "accepted",
+        "reason": None,
+        "attempts": 0,
+        "route": None,
+        "peer_message_id": None,
+        "accepted_at": when,
+        "next_attempt_at": when + timedelta(seconds=i),
+        "validity_until": when + timedelta(days=2),
+        "final_at": None,
+    }
+
+
+def test_fast_rows_read_back_like_sqlalchemy_rows(store_url: str) -> None:
+    engine = make_engine(store_url)
+    migrate(engine)
+    plus3 = timezone(timedelta(hours=3))
+    when = datetime(2026, 11, 22, 7, 30, 15, 123456, tzinfo=plus3)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(carriers).values(
+                id=1,
+                name="T",
+                system_id="T",
+                password_hash="x",
+                allowed_networks=["127.0.0.1/32"],
+                max_binds=1,
+                receipt_id_format="dec",
+                data_coding_default="gsm",
+                enabled=True,
+                created_at=when,
+                updated_at=when,
+            )
+        )
+        conn.execute(insert(messages), [message(1, when), message(2, when)])
+        FastInsert(messages, conn.dialect).execute(conn, [message(3, when), message(4, when)])
+        part = {
+            "id": 9,
+            "carrier_id": 1,
+            "group_key": "1|a|b|7|2",
+            "total": 2,
+            "seq": 1,
+            "payload": b"\x06'",
+            "registered_delivery": 1,
+            "meta": {"source": "AsiaCell", "n": [1, 2]},
+            "accepted_at": when,
+            "expires_at": when + timedelta(minutes=5),
+            "message_id": None,
+        }
+        FastInsert(fragments, conn.dialect).execute(conn, [part])
+    with engine.connect() as conn:
+        rows = {r["id"]: dict(r) for r in conn.execute(select(messages)).mappings()}
+        stored_part = dict(conn.execute(select(fragments)).mappings().one())
+        # times compare correctly in SQL whichever way they were written
+        later = (
+            conn.execute(
+                select(messages.c.id).where(
+                    messages.c.next_attempt_at >= when + timedelta(seconds=3)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    engine.dispose()
+    for slow, fast in ((1, 3), (2, 4)):
+        a, b = rows[slow], rows[fast]
+        assert {k: v for k, v in a.items() if k not in ("id", "next_attempt_at")} == {
+            k: v for k, v in b.items() if k not in ("id", "next_attempt_at")
+        }
+    assert rows[3]["accepted_at"] == when and rows[3]["accepted_at"].tzinfo == UTC
+    assert rows[4]["body_bytes"] == b"\x00\xff\x10" and rows[3]["body_text"] == "رمز 4711 😀"
+    assert (
+        stored_part["meta"] == {"source": "AsiaCell", "n": [1, 2]}
+        and stored_part["payload"] == b"\x06'"
+    )
+    assert sorted(later) == [3, 4]
