@@ -144,8 +144,12 @@ async def run(config: Config, engine: Engine) -> None:
         await smpp.close()
         await loop.run_in_executor(None, writer.close)
         if writer.commits:
-            log.info("writer: %d operations in %d commits (%.1f per commit)", writer.written,
-                     writer.commits, writer.written / writer.commits)
+            log.info(
+                "writer: %d operations in %d commits (%.1f per commit)",
+                writer.written,
+                writer.commits,
+                writer.written / writer.commits,
+            )
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

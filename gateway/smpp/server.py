@@ -22,6 +22,7 @@ from gateway.smpp.carriers import Carrier, CarrierDirectory, bind_status
 from gateway.smpp.codec import Pdu, SmppError
 from gateway.smpp.constants import CommandId, Status
 from gateway.smpp.guard import AuthGuard, BindCounter, TokenBucket
+from gateway.smpp.outbox import Item, Outbox
 from gateway.smpp.session import (
     BindRequested,
     Closed,
@@ -72,6 +73,7 @@ class SmppServer:
         self.binds = BindCounter()
         self.buckets: dict[int, TokenBucket] = {}
         self.reassembler = Reassembler(smpp.max_pending_messages, smpp.reassembly_timeout)
+        self.outbox = Outbox(writer)
         self.connections: set[SmppConnection] = set()
         self.addresses: list[tuple[str, int, bool]] = []  # (host, port, tls) actually bound
         self._servers: list[asyncio.Server] = []
@@ -118,6 +120,11 @@ class SmppServer:
         if self._expiry is not None:
             self._expiry.cancel()
 
+    def send_to_carrier(self, carrier_id: int, pdu: Pdu, message_id: int | None = None) -> None:
+        """Deliver ``pdu`` (a receipt or an MO deliver_sm) to a carrier: stored first, then
+        sent on one of its receiver/transceiver binds, now or when it next binds."""
+        self.outbox.send(carrier_id, pdu, message_id)
+
     def forget(self, conn: SmppConnection) -> None:
         self.connections.discard(conn)
         if conn.carrier is not None and conn.bound:
@@ -146,20 +153,28 @@ class SmppServer:
         return bucket
 
     # -- concatenated messages ------------------------------------------------------------
-    def part_stored(self, op: AcceptOp) -> None:
-        """A part is on disk: add it to its group, and write the message when it is whole."""
+    def part_stored(self, op: AcceptOp) -> AssembleOp | None:
+        """A part is on disk: add it to its group; when the message is whole, write it.
+
+        The returned AssembleOp answers the completing part once the whole message is
+        stored, so a carrier that got every resp knows the message is kept whole."""
         sub = op.sub
         assert sub.concat is not None
         ref, total, seq = sub.concat
         key = group_key(op.carrier_id, sub)
-        whole = self.reassembler.add(key, ref, total, seq, sub.part, op.now)
-        if whole is not None:
-            self.writer.submit(
-                AssembleOp(
-                    key, op.carrier_id, sub.meta(), whole, total, sub.registered_delivery, utcnow()
-                )
-            )
+        try:
+            whole = self.reassembler.add(key, ref, total, seq, sub.part, op.now)
+        except SmppError as exc:  # e.g. a part claiming another total: stays stored, expires
+            log.warning("part %d of %s not reassembled: %s", op.message_id, key, exc)
+            return None
         self._arm_expiry()
+        if whole is None:
+            return None
+        assemble = AssembleOp(
+            key, op.carrier_id, sub.meta(), whole, total, sub.registered_delivery, utcnow()
+        )
+        self.writer.submit(assemble)
+        return assemble
 
     def _arm_expiry(self) -> None:
         deadline = self.reassembler.next_deadline()
@@ -258,6 +273,7 @@ class SmppConnection(asyncio.Protocol):
         self.tls = tls
         self.carrier: Carrier | None = None
         self.bound = False
+        self.receiver = False  # bound rx or trx: takes deliver_sm
         self.address = "?"
         self.session: Session
         self.transport: asyncio.Transport | None = None
@@ -290,6 +306,8 @@ class SmppConnection(asyncio.Protocol):
             self.session.close("connection lost")
         self.server.forget(self)
         if self.carrier is not None:
+            if self.receiver:
+                self.server.outbox.gone(self, self.carrier.id, self.session.abandon_requests())
             log.info("carrier %s (%s) disconnected", self.carrier.name, self.address)
 
     def pause_writing(self) -> None:  # the carrier is not reading: stop taking its requests
@@ -313,13 +331,24 @@ class SmppConnection(asyncio.Protocol):
                 task.add_done_callback(self._tasks.discard)
             elif isinstance(event, ProtocolError):
                 log.info("carrier %s (%s): %s", self._who(), self.address, event.reason)
-            elif isinstance(event, ResponseReceived | ResponseTimedOut):
-                pass  # deliver_sm towards carriers arrives with the delivery pipeline
+            elif isinstance(event, ResponseReceived):
+                if isinstance(event.context, Item):
+                    self.server.outbox.answered(event.context, event.response.status)
+            elif isinstance(event, ResponseTimedOut):
+                if isinstance(event.context, Item):
+                    self.server.outbox.timed_out(event.context)
             elif isinstance(event, Closed):
                 log.info("closing %s (%s): %s", self._who(), self.address, event.reason)
                 self._flush()
                 if self.transport is not None:
                     self.transport.close()
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("bind of %s failed", self.address, exc_info=task.exception())
+            if self.transport is not None:
+                self.transport.close()
 
     def _who(self) -> str:
         return self.carrier.name if self.carrier else "unbound connection"
@@ -364,6 +393,10 @@ class SmppConnection(asyncio.Protocol):
                 self.address,
                 " over TLS" if self.tls else "",
             )
+            if bind_type in ("rx", "trx") and self.carrier is not None:
+                self.receiver = True
+                self._flush()  # the bind_resp goes before any deliver_sm
+                server.outbox.bound(self, self.carrier.id)
         else:
             if status in CREDENTIAL_FAILURES and verdict.allowed:
                 server.guard.failed(self.address, loop.time())
@@ -439,6 +472,17 @@ class SmppConnection(asyncio.Protocol):
         self._flush_soon = False
         self._flush()
         self._arm()
+
+    def can_deliver(self) -> bool:
+        return not self._draining and self.session.can_send(CommandId.DELIVER_SM)
+
+    def deliver(self, item: Item) -> None:
+        """Send an outbox PDU; its answer comes back as ResponseReceived with ``item``."""
+        pdu = item.pdu
+        self.session.send_request(pdu.command_id, pdu.params, utcnow(), pdu.tlvs, context=item)
+        if not self._flush_soon:
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._deferred_flush)
 
     # -- shutdown ---------------------------------------------------------------------
     def shut_down(self) -> None:

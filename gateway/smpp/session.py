@@ -461,6 +461,12 @@ class Session:
     def close(self, reason: str = "closed locally") -> Closed:
         return self._close(reason)
 
+    def abandon_requests(self) -> list[Any]:
+        """The contexts of our requests still unanswered, forgotten (the link is gone)."""
+        contexts = [o.context for o in self._outstanding.values() if o.context is not None]
+        self._outstanding.clear()
+        return contexts
+
     @property
     def unanswered(self) -> int:
         return len(self._unanswered)

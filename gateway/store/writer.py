@@ -108,6 +108,12 @@ class BatchWriter:
             self._queue.append(op)
             self._wake.notify()
 
+    async def barrier(self) -> None:
+        """Return once every operation submitted before this call is finished."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.submit(_Barrier(done))
+        await done
+
     def close(self, timeout: float = 30.0) -> None:
         """Write everything queued, then stop the thread."""
         with self._wake:
@@ -173,6 +179,18 @@ class BatchWriter:
             self._loop.call_soon_threadsafe(_finish_all, results)
         except RuntimeError:  # the loop is gone (shutdown): nobody is waiting for answers
             log.warning("event loop closed; %d results not delivered", len(results))
+
+
+class _Barrier:
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        self.done = done
+
+    def stage(self, batch: Batch) -> None:
+        """Nothing to write: it only marks a place in the queue."""
+
+    def finish(self, error: BaseException | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 def _finish_all(results: list[tuple[Op, BaseException | None]]) -> None:

@@ -1,0 +1,239 @@
+# PDUs for carriers (delivery receipts, MO messages): stored first, sent on a receiver bind.
+"""The way out to carriers: ``deliver_sm`` that must survive restarts and absent binds.
+
+A PDU for a carrier is written to the ``outbox`` table (durably, through the batch writer)
+and only then sent on one of the carrier's bound receiver or transceiver sessions, as their
+windows allow. It leaves the table when the carrier answers ESME_ROK; a temporary error or a
+timeout puts it back in line, a permanent error (or ``MAX_ATTEMPTS``) drops it with a log
+line. When no receiver is bound it waits; the carrier's next receiver bind loads it again.
+Memory holds at most ``MAX_QUEUED`` PDUs per carrier; the rest waits in the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Connection
+
+from gateway.smpp.codec import Pdu, decode, encode
+from gateway.smpp.constants import Status
+from gateway.store.schema import outbox
+from gateway.store.writer import Batch, BatchWriter
+
+if TYPE_CHECKING:
+    from gateway.smpp.server import SmppConnection
+
+log = logging.getLogger("gateway.smpp.outbox")
+
+MAX_QUEUED = 10_000
+LOAD_BATCH = 1_000
+MAX_ATTEMPTS = 10
+PERMANENT = frozenset({Status.ESME_RX_P_APPN, Status.ESME_RINVCMDID})
+
+
+@dataclass(slots=True)
+class Item:
+    id: int
+    carrier_id: int
+    pdu: Pdu
+    attempts: int = 0
+
+
+@dataclass
+class _Store:
+    """Write one PDU to the outbox; then hand it to the outbox for sending."""
+
+    box: Outbox
+    carrier_id: int
+    pdu: Pdu
+    message_id: int | None
+    item: Item | None = None
+
+    def stage(self, batch: Batch) -> None:
+        [pk] = batch.new_ids(1)
+        self.item = Item(pk, self.carrier_id, self.pdu)
+        batch.add(
+            outbox,
+            {
+                "id": pk,
+                "carrier_id": self.carrier_id,
+                "message_id": self.message_id,
+                "pdu": encode(self.pdu),
+                "created_at": datetime.now(UTC),
+                "attempts": 0,
+            },
+        )
+
+    def finish(self, error: BaseException | None) -> None:
+        if error is not None or self.item is None:
+            log.error("PDU for carrier %d not stored: %s", self.carrier_id, error)
+            return
+        self.box.queued(self.item)
+
+
+@dataclass
+class _Load:
+    """Read waiting PDUs of a carrier, beyond those already in memory."""
+
+    box: Outbox
+    carrier_id: int
+    after: int
+    rows: list[Any] = field(default_factory=list)
+
+    def stage(self, batch: Batch) -> None:
+        def load(conn: Connection) -> None:
+            self.rows = list(
+                conn.execute(
+                    select(outbox.c.id, outbox.c.pdu, outbox.c.attempts)
+                    .where(outbox.c.carrier_id == self.carrier_id, outbox.c.id > self.after)
+                    .order_by(outbox.c.id)
+                    .limit(LOAD_BATCH)
+                )
+            )
+
+        batch.then(load)
+
+    def finish(self, error: BaseException | None) -> None:
+        self.box.loaded(self.carrier_id, self.rows, error)
+
+
+@dataclass
+class _Remove:
+    pk: int
+
+    def stage(self, batch: Batch) -> None:
+        pk = self.pk
+        batch.then(lambda conn: conn.execute(delete(outbox).where(outbox.c.id == pk)))
+
+    def finish(self, error: BaseException | None) -> None:
+        if error is not None:  # sent again after a restart: at-least-once
+            log.warning("outbox row %d not removed: %s", self.pk, error)
+
+
+class Outbox:
+    """Per-carrier lines of PDUs and their dispatch to bound receivers."""
+
+    def __init__(self, writer: BatchWriter) -> None:
+        self.writer = writer
+        self._lines: dict[int, deque[Item]] = {}
+        self._seen: dict[int, int] = {}  # highest outbox id read or queued, per carrier
+        self._loading: set[int] = set()
+        self._overflow: set[int] = set()  # carriers with PDUs in the table but not in memory
+        self._receivers: dict[int, list[SmppConnection]] = {}
+        self.acknowledged = 0  # PDUs carriers answered ESME_ROK
+        self._waiters: list[asyncio.Future[None]] = []
+
+    # -- what the rest of the gateway calls ------------------------------------------------
+    def send(self, carrier_id: int, pdu: Pdu, message_id: int | None = None) -> None:
+        """Keep ``pdu`` for the carrier (durably) and send it as soon as a receiver can take it."""
+        self.writer.submit(_Store(self, carrier_id, pdu, message_id))
+
+    def waiting(self, carrier_id: int) -> int:
+        return len(self._lines.get(carrier_id, ()))
+
+    # -- receivers ------------------------------------------------------------------------
+    def bound(self, conn: SmppConnection, carrier_id: int) -> None:
+        """A receiver or transceiver of the carrier bound: load what waits for it, send."""
+        self._receivers.setdefault(carrier_id, []).append(conn)
+        self._load(carrier_id)
+        self.pump(carrier_id)
+
+    def gone(self, conn: SmppConnection, carrier_id: int, unanswered: list[Any]) -> None:
+        receivers = self._receivers.get(carrier_id, [])
+        if conn in receivers:
+            receivers.remove(conn)
+        line = self._lines.setdefault(carrier_id, deque())
+        for item in reversed([c for c in unanswered if isinstance(c, Item)]):
+            line.appendleft(item)  # sent but unanswered: first in line again
+        self.pump(carrier_id)
+
+    # -- answers ------------------------------------------------------------------------
+    async def changed(self) -> None:
+        """Wait for the next answer, timeout or lost receiver (for tests and monitoring)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    def _notify(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def answered(self, item: Item, status: int) -> None:
+        self._notify()
+        if status == Status.ESME_ROK:
+            self.acknowledged += 1
+            self.writer.submit(_Remove(item.id))
+        else:
+            self._retry(item, f"answered with status 0x{status:08X}", status in PERMANENT)
+        self.pump(item.carrier_id)
+
+    def timed_out(self, item: Item) -> None:
+        self._notify()
+        self._retry(item, "not answered in time", False)
+        self.pump(item.carrier_id)
+
+    def _retry(self, item: Item, why: str, permanent: bool) -> None:
+        item.attempts += 1
+        if permanent or item.attempts >= MAX_ATTEMPTS:
+            log.warning(
+                "dropping %s for carrier %d after %d attempts: %s",
+                item.pdu.name,
+                item.carrier_id,
+                item.attempts,
+                why,
+            )
+            self.writer.submit(_Remove(item.id))
+            return
+        self._lines.setdefault(item.carrier_id, deque()).append(item)
+
+    # -- internals ------------------------------------------------------------------------
+    def queued(self, item: Item) -> None:
+        cid = item.carrier_id
+        line = self._lines.setdefault(cid, deque())
+        if cid in self._overflow or len(line) >= MAX_QUEUED:
+            self._overflow.add(cid)  # it waits in the table, loaded in id order later
+        elif item.id > self._seen.get(cid, 0):
+            line.append(item)
+            self._seen[cid] = item.id
+        self.pump(cid)
+
+    def _load(self, carrier_id: int) -> None:
+        if carrier_id not in self._loading:
+            self._loading.add(carrier_id)
+            self.writer.submit(_Load(self, carrier_id, self._seen.get(carrier_id, 0)))
+
+    def loaded(self, carrier_id: int, rows: list[Any], error: BaseException | None) -> None:
+        self._loading.discard(carrier_id)
+        if error is not None:
+            log.error("loading the outbox of carrier %d failed: %s", carrier_id, error)
+            return
+        line = self._lines.setdefault(carrier_id, deque())
+        for pk, data, attempts in rows:
+            if pk > self._seen.get(carrier_id, 0):
+                line.append(Item(pk, carrier_id, decode(data), attempts))
+                self._seen[carrier_id] = pk
+        if len(rows) < LOAD_BATCH:
+            self._overflow.discard(carrier_id)
+        else:
+            self._overflow.add(carrier_id)
+        self.pump(carrier_id)
+
+    def pump(self, carrier_id: int) -> None:
+        """Send what waits, on every receiver of the carrier with room in its window."""
+        line = self._lines.get(carrier_id)
+        if not line:
+            if carrier_id in self._overflow and self._receivers.get(carrier_id):
+                self._load(carrier_id)  # the next PDUs wait in the table
+            return
+        for conn in list(self._receivers.get(carrier_id, [])):
+            while line and conn.can_deliver():
+                item = line.popleft()
+                conn.deliver(item)

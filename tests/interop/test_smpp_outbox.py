@@ -1,0 +1,113 @@
+# deliver_sm towards carriers: kept durably until a receiver binds, removed once answered.
+from __future__ import annotations
+
+import asyncio
+
+import smpplib.client
+import yaml
+from sqlalchemy import func, select
+
+from gateway.smpp.codec import Pdu
+from gateway.smpp.constants import CommandId, Tag
+from gateway.smpp.receipt import Receipt, format_receipt
+from gateway.store.engine import make_engine
+from gateway.store.schema import outbox
+from tests.interop.inprocess import provisioned, run_smpp
+
+
+def receipt_pdu(message_id: str, stat: str = "DELIVRD") -> Pdu:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    text = format_receipt(Receipt(message_id, 1, 1, now, now, stat, 0, "Hello"))
+    pdu = Pdu(
+        CommandId.DELIVER_SM,
+        0,
+        0,
+        {
+            "source_addr_ton": 1,
+            "source_addr_npi": 1,
+            "source_addr": "964111222333",
+            "dest_addr_ton": 5,
+            "dest_addr_npi": 0,
+            "destination_addr": "AsiaCell",
+            "esm_class": 0x04,
+            "short_message": text.encode("ascii"),
+        },
+    )
+    pdu.set_tlv(Tag.receipted_message_id, message_id.encode() + b"\0")
+    pdu.set_tlv_int(Tag.message_state, 2)
+    return pdu
+
+
+def outbox_rows(ctl) -> int:
+    engine = make_engine(yaml.safe_load(ctl.config.read_text())["database"])
+    with engine.connect() as conn:
+        count = conn.execute(select(func.count()).select_from(outbox)).scalar_one()
+    engine.dispose()
+    return count
+
+
+def receive(port: int, bind: str, count: int) -> list:
+    """A carrier's receiver: bind, take ``count`` deliver_sm (smpplib answers each), unbind."""
+    got = []
+    client = smpplib.client.Client("127.0.0.1", port, timeout=20, allow_unknown_opt_params=True)
+    client.set_message_received_handler(lambda pdu: got.append(pdu))
+    client.connect()
+    getattr(client, bind)(system_id="TATA", password="tata1234")
+    while len(got) < count:
+        client.read_once()
+    client.unbind()
+    client.disconnect()
+    return got
+
+
+def test_receipt_waits_for_a_receiver_bind_then_is_delivered_and_removed(
+    tmp_path, store_url
+) -> None:
+    ctl = provisioned(tmp_path, store_url)
+    seen: list = []
+
+    async def scenario(server, port) -> None:
+        loop = asyncio.get_running_loop()
+        carrier = server.directory.by_system_id("TATA")
+        server.send_to_carrier(carrier.id, receipt_pdu("1001"), message_id=1001)
+        server.send_to_carrier(carrier.id, receipt_pdu("1002", "EXPIRED"), message_id=1002)
+        await server.writer.barrier()
+        assert outbox_rows(ctl) == 2  # stored, nobody bound to take them
+        seen.extend(await loop.run_in_executor(None, receive, port, "bind_receiver", 2))
+        while server.outbox.acknowledged < 2:
+            await server.outbox.changed()
+        await server.writer.barrier()
+        assert outbox_rows(ctl) == 0
+
+    run_smpp(ctl, scenario)
+    assert [p.receipted_message_id for p in seen] == [b"1001", b"1002"]
+    assert b"stat:DELIVRD" in seen[0].short_message and b"stat:EXPIRED" in seen[1].short_message
+    assert all(p.esm_class == 0x04 for p in seen)
+
+
+def test_receipts_survive_a_restart_of_the_gateway(tmp_path, store_url) -> None:
+    ctl = provisioned(tmp_path, store_url)
+
+    async def before(server, port) -> None:
+        server.send_to_carrier(server.directory.by_system_id("TATA").id, receipt_pdu("77"), 77)
+        await server.writer.barrier()
+
+    run_smpp(ctl, before)
+    assert outbox_rows(ctl) == 1
+    seen: list = []
+
+    async def after(server, port) -> None:
+        seen.extend(
+            await asyncio.get_running_loop().run_in_executor(
+                None, receive, port, "bind_transceiver", 1
+            )
+        )
+        while server.outbox.acknowledged < 1:
+            await server.outbox.changed()
+        await server.writer.barrier()
+
+    run_smpp(ctl, after)
+    assert [p.receipted_message_id for p in seen] == [b"77"]
+    assert outbox_rows(ctl) == 0
