@@ -412,6 +412,9 @@ class SmppConnection(asyncio.Protocol):
         assert carrier is not None  # the session only passes requests of a bound carrier
         command = pdu.command_id
         writer = self.server.writer
+        if self._draining:  # shutting down: nothing new, so the bind can be unbound soon
+            self.respond(pdu, Status.ESME_RTHROTTLED)
+            return
         if command in (CommandId.SUBMIT_SM, CommandId.DATA_SM):
             self._submit(pdu, carrier, now)
         elif command == CommandId.QUERY_SM:

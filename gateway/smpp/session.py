@@ -59,6 +59,8 @@ BOUND_STATE = {"tx": State.BOUND_TX, "rx": State.BOUND_RX, "trx": State.BOUND_TR
 #   already_bound -> the bind's resp with ESME_RALYBND
 #   response      -> matched to our outstanding request: ResponseReceived
 #   unbind_resp   -> state UNBOUND, Closed event
+#   crossed_unbind -> a request sent before the peer saw our unbind: ESME_RINVBNDSTS, not
+#                     counted as the peer's error
 _ANY_RESPONSE = {
     CommandId.ENQUIRE_LINK_RESP: "response",
     CommandId.GENERIC_NACK: "response",
@@ -97,6 +99,8 @@ TABLE: dict[State, dict[int, str]] = {
     State.BOUND_RX: {**_BOUND_COMMON, **_RECEIVE},
     State.BOUND_TRX: {**_BOUND_COMMON, **_TRANSMIT, **_RECEIVE},
     State.UNBINDING: {
+        **{command: "crossed_unbind" for command in _TRANSMIT},
+        CommandId.ENQUIRE_LINK: "enquire_link",
         CommandId.UNBIND_RESP: "unbind_resp",
         CommandId.UNBIND: "unbind",
         CommandId.DELIVER_SM_RESP: "response",
@@ -305,6 +309,10 @@ class Session:
             )
         self._unanswered[pdu.sequence] = pdu
         return [RequestReceived(pdu)]
+
+    def _on_crossed_unbind(self, pdu: Pdu, now: datetime) -> list[Event]:
+        self._queue(response(pdu, Status.ESME_RINVBNDSTS))
+        return []
 
     def _on_enquire_link(self, pdu: Pdu, now: datetime) -> list[Event]:
         self._queue(response(pdu))

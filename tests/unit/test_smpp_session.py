@@ -354,3 +354,16 @@ def test_any_peer_sequence_keeps_the_session_consistent(steps) -> None:
             break
     else:
         assert answers == requests
+
+
+def test_requests_crossing_our_unbind_are_refused_without_counting_as_errors() -> None:
+    session = bound(limits=Limits(max_errors=3))
+    session.unbind(T0)
+    [unbind] = sent(session)
+    assert unbind.command_id == CommandId.UNBIND and session.state is State.UNBINDING
+    events = session.receive_data(b"".join(submit(i) for i in range(10, 20)), T0)
+    assert events == [] and session.state is State.UNBINDING  # no error count, no close
+    resps = sent(session)
+    assert [r.status for r in resps] == [Status.ESME_RINVBNDSTS] * 10
+    [closed] = session.receive_data(encode(Pdu(CommandId.UNBIND_RESP, unbind.sequence)), T0)
+    assert isinstance(closed, Closed) and session.state is State.CLOSED
