@@ -436,6 +436,17 @@ class SmppConfig(_Checked):
         timedelta(minutes=5),
         check=_positive_duration,
     )
+    failed_bind_limit: int = setting(
+        "Failed binds from one address within 5 minutes before it is refused for"
+        " failed_bind_block (the 4th and later failures are also answered more slowly) (1-1000).",
+        10,
+        check=_between(1, 1000),
+    )
+    failed_bind_block: timedelta = setting(
+        "How long an address that reached failed_bind_limit is refused, whatever it sends.",
+        timedelta(minutes=15),
+        check=_positive_duration,
+    )
     max_pending_messages: int = setting(
         "Concatenated messages that may wait for parts at once; more are answered"
         " ESME_RMSGQFUL (1-1000000).",

@@ -69,7 +69,9 @@ class SmppServer:
             window_in=smpp.window,
             max_pdu=smpp.max_pdu,
         )
-        self.guard = AuthGuard()
+        self.guard = AuthGuard(
+            max_failures=smpp.failed_bind_limit, block=smpp.failed_bind_block.total_seconds()
+        )
         self.binds = BindCounter()
         self.buckets: dict[int, TokenBucket] = {}
         self.reassembler = Reassembler(smpp.max_pending_messages, smpp.reassembly_timeout)
@@ -181,11 +183,11 @@ class SmppServer:
         if deadline is None or self._expiry is not None:
             return
         delay = max(0.0, (deadline - utcnow()).total_seconds())
-        self._expiry = asyncio.get_running_loop().call_later(delay, self._expire_parts)
+        self._expiry = asyncio.get_running_loop().call_later(delay, self.expire_parts)
 
-    def _expire_parts(self) -> None:
+    def expire_parts(self, now: datetime | None = None) -> None:
         self._expiry = None
-        for key, _ref in self.reassembler.expire(utcnow()):
+        for key, _ref in self.reassembler.expire(now or utcnow()):
             self.writer.submit(_ExpiredGroup(str(key), self.writer))
         self._arm_expiry()
 
@@ -221,7 +223,7 @@ class SmppServer:
                 )
         if rows:
             log.info("recovered %d stored parts of concatenated messages", len(rows))
-        self._expire_parts()
+        self.expire_parts()
 
 
 class _ExpiredGroup:

@@ -10,13 +10,16 @@ import smpplib.exceptions
 import smpplib.gsm
 import smpplib.smpp
 import yaml
+from click.testing import CliRunner
 from sqlalchemy import select
 
 from gateway.smpp.codec import Framer, Pdu, decode, encode
-from gateway.smpp.constants import CommandId, Status
+from gateway.smpp.constants import CommandId, Status, Tag
 from gateway.store.engine import make_engine
 from gateway.store.schema import fragments, messages
+from tests.conftest import Ctl
 from tests.interop.conftest import TATA_PW
+from tests.interop.gateway_process import GatewayProcess
 
 
 def connect(gateway, port: int | None = None) -> smpplib.client.Client:
@@ -313,3 +316,93 @@ def test_throughput_limit_answers_throttled(gateway) -> None:
     statuses = [submit(client, f"m{i}".encode()).status for i in range(6)]
     assert statuses.count(0) >= 2 and smpplib.consts.SMPP_ESME_RTHROTTLED in statuses
     assert len(stored(gateway)) == statuses.count(0)
+
+
+def test_repeated_failed_binds_from_one_address_are_blocked(tmp_path, store_url) -> None:
+    gateway = GatewayProcess(
+        tmp_path, store_url, extra={"smpp": {"failed_bind_limit": 3, "failed_bind_block": "10m"}}
+    )
+    gateway.write_config()
+    ctl = Ctl(gateway.config, CliRunner())
+    ctl.ok("init")
+    ctl.ok(
+        "carrier",
+        "add",
+        "TATA",
+        "--system-id",
+        "TATA",
+        "--password",
+        TATA_PW,
+        "--allow-ip",
+        "127.0.0.1",
+    )
+    gateway.start()
+    try:
+        for _ in range(3):
+            client = connect(gateway)
+            with pytest.raises(smpplib.exceptions.PDUError) as info:
+                client.bind_transceiver(system_id="TATA", password="guess123")
+            assert info.value.args[1] == smpplib.consts.SMPP_ESME_RINVPASWD
+            client.disconnect()
+        # blocked now: even the right password is refused from this address
+        client = connect(gateway)
+        with pytest.raises(smpplib.exceptions.PDUError) as info:
+            client.bind_transceiver(system_id="TATA", password=TATA_PW)
+        assert info.value.args[1] == smpplib.consts.SMPP_ESME_RBINDFAIL
+        client.disconnect()
+        gateway.wait_for_log("too many failed binds from this address")
+        assert "guess123" not in gateway.log() and TATA_PW not in gateway.log()
+    finally:
+        gateway.kill()
+
+
+def test_sar_tlvs_message_payload_and_a_latin1_carrier(gateway) -> None:
+    gateway.ctl.ok(
+        "carrier",
+        "add",
+        "LATIN",
+        "--system-id",
+        "LATIN",
+        "--password",
+        "latin123",
+        "--allow-ip",
+        "127.0.0.1",
+        "--data-coding",
+        "latin1",
+    )
+    gateway.start()
+    tata = connect(gateway)
+    tata.bind_transceiver(system_id="TATA", password=TATA_PW)
+    sock = tata._socket
+    base = {
+        "source_addr_ton": 1,
+        "source_addr": "+9647701234567",
+        "dest_addr_ton": 1,
+        "destination_addr": "964111222333",
+        "data_coding": 0,
+    }
+    # two parts joined by SAR TLVs (no UDH), answered in order
+    for seq, text in ((1, b"First half, "), (2, b"second half.")):
+        pdu = Pdu(CommandId.SUBMIT_SM, 10 + seq, 0, {**base, "short_message": text})
+        pdu.set_tlv_int(Tag.sar_msg_ref_num, 0x1234)
+        pdu.set_tlv_int(Tag.sar_total_segments, 2)
+        pdu.set_tlv_int(Tag.sar_segment_seqnum, seq)
+        assert raw_exchange(sock, pdu).status == Status.ESME_ROK
+    # a long text in message_payload instead of short_message
+    long_text = "Long message carried in the message payload. " * 8  # 360 characters
+    pdu = Pdu(CommandId.SUBMIT_SM, 20, 0, {**base, "short_message": b""})
+    pdu.set_tlv(Tag.message_payload, long_text.encode("ascii"))
+    assert raw_exchange(sock, pdu).status == Status.ESME_ROK
+    # both at once is refused
+    pdu = Pdu(CommandId.SUBMIT_SM, 21, 0, {**base, "short_message": b"x"})
+    pdu.set_tlv(Tag.message_payload, b"y")
+    assert raw_exchange(sock, pdu).status == Status.ESME_RINVOPTPARAMVAL
+    latin = connect(gateway)
+    latin.bind_transmitter(system_id="LATIN", password="latin123")
+    assert submit(latin, "Grüße".encode("latin-1"), data_coding=0).status == 0
+    rows = {r["body_text"]: r for r in stored(gateway)}
+    assert rows["First half, second half."]["parts"] == 2
+    assert rows["First half, second half."]["source"] == "9647701234567"
+    assert long_text in rows, list(rows)
+    assert rows[long_text]["parts"] == 3  # 360 GSM characters: three SMS of 153 for billing
+    assert "Grüße" in rows  # data_coding 0 read as Latin-1 for this carrier
