@@ -60,8 +60,10 @@ class GatewayProcess:
         return self.config
 
     def start(self) -> GatewayProcess:
-        self._ready.clear()
-        self.lines.clear()
+        # a fresh event and log per process: the reader of a killed one may still be finishing
+        self._ready = threading.Event()
+        with self._seen:
+            self.lines = []
         self.smpp_port = self.smpp_tls_port = 0
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
@@ -71,7 +73,7 @@ class GatewayProcess:
             text=True,
             env=env,
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read, args=(self.process, self._ready), daemon=True).start()
         if not self._ready.wait(READY_TIMEOUT):
             self.kill()
             raise AssertionError("gateway did not become ready:\n" + "".join(self.lines))
@@ -79,9 +81,11 @@ class GatewayProcess:
             raise AssertionError("gateway exited:\n" + "".join(self.lines))
         return self
 
-    def _read(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
-        for line in self.process.stderr:
+    def _read(self, process: subprocess.Popen, ready: threading.Event) -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if process is not self.process:
+                continue  # the last words of a previous process
             match = re.search(r"smpp(\+tls)? listening on [\d.]+:(\d+)", line)
             if match:
                 if match.group(1):
@@ -92,8 +96,8 @@ class GatewayProcess:
                 self.lines.append(line)
                 self._seen.notify_all()
             if "ready;" in line:
-                self._ready.set()
-        self._ready.set()  # exited: let start() see it
+                ready.set()
+        ready.set()  # exited: let start() see it
         with self._seen:
             self._seen.notify_all()
 
