@@ -406,3 +406,52 @@ def test_sar_tlvs_message_payload_and_a_latin1_carrier(gateway) -> None:
     assert long_text in rows, list(rows)
     assert rows[long_text]["parts"] == 3  # 360 GSM characters: three SMS of 153 for billing
     assert "Grüße" in rows  # data_coding 0 read as Latin-1 for this carrier
+
+
+def test_data_sm_is_accepted_and_submit_multi_refused_clearly(gateway) -> None:
+    gateway.start()
+    client = connect(gateway)
+    client.bind_transceiver(system_id="TATA", password=TATA_PW)
+    pdu = Pdu(
+        CommandId.DATA_SM,
+        30,
+        0,
+        {
+            "source_addr_ton": 5,
+            "source_addr": "Viber",
+            "dest_addr_ton": 1,
+            "destination_addr": "964111222333",
+            "registered_delivery": 1,
+            "data_coding": 8,
+        },
+    )
+    pdu.set_tlv(Tag.message_payload, "Your code is 4711".encode("utf-16-be"))
+    resp = raw_exchange(client._socket, pdu)
+    assert resp.command_id == CommandId.DATA_SM_RESP and resp.status == Status.ESME_ROK
+    data_sm_id = int(resp.params["message_id"])
+    multi = Pdu(
+        CommandId.SUBMIT_MULTI,
+        31,
+        0,
+        {
+            "source_addr_ton": 5,
+            "source_addr": "Viber",
+            "short_message": b"hi",
+            "dest_addresses": [
+                {
+                    "dest_flag": 1,
+                    "dest_addr_ton": 1,
+                    "dest_addr_npi": 1,
+                    "destination_addr": "964111222333",
+                }
+            ],
+        },
+    )
+    resp = raw_exchange(client._socket, multi)
+    assert resp.command_id == CommandId.SUBMIT_MULTI_RESP and resp.status == Status.ESME_RINVCMDID
+    [row] = stored(gateway)
+    assert (row["source"], row["body_text"], row["id"]) == (
+        "Viber",
+        "Your code is 4711",
+        data_sm_id,
+    )
