@@ -9,8 +9,7 @@ from click.testing import CliRunner
 
 from tests.conftest import Ctl
 from tests.interop.gateway_process import GatewayProcess
-
-TATA_PW = "tata1234"
+from tests.interop.peers import add_tata
 
 
 @pytest.fixture
@@ -35,19 +34,7 @@ def gateway(tmp_path: Path, store_url: str) -> Iterator[GatewayProcess]:
         "--product",
         "Call & Chat",
     )
-    ctl.ok(
-        "carrier",
-        "add",
-        "TATA",
-        "--system-id",
-        "TATA",
-        "--password",
-        TATA_PW,
-        "--allow-ip",
-        "127.0.0.0/8",
-        "--max-binds",
-        "3",
-    )
+    add_tata(ctl, "--max-binds", "3")
     gw.ctl = ctl  # type: ignore[attr-defined]
     yield gw
     gw.kill()

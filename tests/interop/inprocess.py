@@ -13,6 +13,7 @@ from gateway.smpp.server import SmppServer
 from gateway.store.engine import make_engine
 from gateway.store.writer import BatchWriter
 from tests.conftest import Ctl, write_config
+from tests.interop.peers import add_tata
 
 Scenario = Callable[[SmppServer, int], Awaitable[None]]
 
@@ -21,19 +22,7 @@ def provisioned(tmp_path: Path, store_url: str, **extra: object) -> Ctl:
     extra.setdefault("smpp", {"system_id": "GW-ENV1", "listen": [{"host": "127.0.0.1", "port": 0}]})
     ctl = Ctl(write_config(tmp_path, store_url, **extra), CliRunner())
     ctl.ok("init")
-    ctl.ok(
-        "carrier",
-        "add",
-        "TATA",
-        "--system-id",
-        "TATA",
-        "--password",
-        "tata1234",
-        "--allow-ip",
-        "127.0.0.1",
-        "--max-binds",
-        "4",
-    )
+    add_tata(ctl, "--max-binds", "4")
     return ctl
 
 

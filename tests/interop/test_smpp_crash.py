@@ -7,11 +7,11 @@ import random
 import yaml
 from sqlalchemy import select
 
-from gateway.smpp.codec import Framer, Pdu, decode, encode
+from gateway.smpp.codec import Pdu, decode, encode
 from gateway.smpp.constants import CommandId
 from gateway.store.engine import make_engine
 from gateway.store.schema import messages
-from tests.interop.conftest import TATA_PW
+from tests.interop.peers import bound_link
 
 WINDOW = 50
 
@@ -19,16 +19,7 @@ WINDOW = 50
 async def submit_until_killed(port: int, acked: set[int], kill_after: int, kill) -> int:
     """Windowed submit_sm on one bind; record every id the gateway acknowledged; when
     ``kill_after`` more acks arrived, call ``kill`` and keep going until the link dies."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(
-        encode(Pdu(CommandId.BIND_TRANSCEIVER, 1, 0, {"system_id": "TATA", "password": TATA_PW}))
-    )
-    framer = Framer()
-    bound = False
-    while not bound:
-        for frame in framer.feed(await reader.read(4096)):
-            assert decode(frame).status == 0
-            bound = True
+    reader, writer, framer = await bound_link(port)
     sequence, in_flight, start, killed = 1, 0, len(acked), False
     body = {
         "source_addr_ton": 5,

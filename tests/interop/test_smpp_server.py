@@ -18,8 +18,8 @@ from gateway.smpp.constants import CommandId, Status, Tag
 from gateway.store.engine import make_engine
 from gateway.store.schema import fragments, messages
 from tests.conftest import Ctl
-from tests.interop.conftest import TATA_PW
 from tests.interop.gateway_process import GatewayProcess
+from tests.interop.peers import TATA_PW, add_tata
 
 
 def connect(gateway, port: int | None = None) -> smpplib.client.Client:
@@ -325,17 +325,7 @@ def test_repeated_failed_binds_from_one_address_are_blocked(tmp_path, store_url)
     gateway.write_config()
     ctl = Ctl(gateway.config, CliRunner())
     ctl.ok("init")
-    ctl.ok(
-        "carrier",
-        "add",
-        "TATA",
-        "--system-id",
-        "TATA",
-        "--password",
-        TATA_PW,
-        "--allow-ip",
-        "127.0.0.1",
-    )
+    add_tata(ctl)
     gateway.start()
     try:
         for _ in range(3):

@@ -4,23 +4,14 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from gateway.smpp.codec import Framer, Pdu, decode, encode
+from gateway.smpp.codec import Pdu, decode, encode
 from gateway.smpp.constants import CommandId, Status
-from tests.interop.conftest import TATA_PW
+from tests.interop.peers import bound_link
 from tests.interop.test_smpp_crash import stored_ids
 
 
 async def submit_until_unbound(port: int, stop_after: int, stop) -> dict:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(
-        encode(Pdu(CommandId.BIND_TRANSCEIVER, 1, 0, {"system_id": "TATA", "password": TATA_PW}))
-    )
-    framer = Framer()
-    bound = False
-    while not bound:
-        for frame in framer.feed(await reader.read(4096)):
-            assert decode(frame).status == Status.ESME_ROK
-            bound = True
+    reader, writer, framer = await bound_link(port)
     body = {
         "source_addr_ton": 5,
         "source_addr": "AsiaCell",

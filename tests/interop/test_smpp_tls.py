@@ -11,8 +11,8 @@ import trustme
 from click.testing import CliRunner
 
 from tests.conftest import Ctl
-from tests.interop.conftest import TATA_PW
 from tests.interop.gateway_process import GatewayProcess
+from tests.interop.peers import TATA_PW, add_tata
 
 
 @pytest.fixture
@@ -28,17 +28,7 @@ def tls_gateway(tmp_path):
     gw.write_config()
     ctl = Ctl(gw.config, CliRunner())
     ctl.ok("init")
-    ctl.ok(
-        "carrier",
-        "add",
-        "TATA",
-        "--system-id",
-        "TATA",
-        "--password",
-        TATA_PW,
-        "--allow-ip",
-        "127.0.0.1",
-    )
+    add_tata(ctl)
     gw.start()
     yield gw, ca
     gw.kill()
