@@ -114,15 +114,17 @@ async def _wait_for_signal() -> str:
     return await stop
 
 
-async def _reload_forever(directory: CarrierDirectory, every: float) -> None:
+async def _reload_forever(smpp: SmppServer, every: float) -> None:
     """Provisioning changes made with gatewayctl reach the running node within ``every``."""
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(every)
         try:
-            await loop.run_in_executor(None, directory.load)
+            await loop.run_in_executor(None, smpp.directory.load)
         except SQLAlchemyError as exc:
             log.warning("reloading carriers failed: %s", exc)
+            continue
+        smpp.enforce_directory()
 
 
 async def run(config: Config, engine: Engine) -> None:
@@ -133,7 +135,7 @@ async def run(config: Config, engine: Engine) -> None:
     directory = CarrierDirectory(engine)
     await loop.run_in_executor(None, directory.load)
     smpp = SmppServer(config, engine, writer, directory)
-    reload = loop.create_task(_reload_forever(directory, RELOAD_SECONDS))
+    reload = loop.create_task(_reload_forever(smpp, RELOAD_SECONDS))
     try:
         await smpp.start()
         log.warning("SIP and management listeners are not served yet in this release")

@@ -35,13 +35,21 @@ from gateway.smpp.session import (
     Session,
     State,
 )
-from gateway.smpp.storeops import AcceptOp, AssembleOp, CancelOp, QueryOp, group_key
+from gateway.smpp.storeops import (
+    AcceptOp,
+    AssembleOp,
+    CancelOp,
+    ExpireGroupOp,
+    QueryOp,
+    group_key,
+)
 from gateway.smpp.text import Reassembler
 from gateway.store.schema import fragments
 from gateway.store.writer import BatchWriter
 
 log = logging.getLogger("gateway.smpp")
 
+LOGGED_ERRORS = 10  # protocol errors logged per connection; the rest are counted
 MAX_WRITER_BACKLOG = 50_000  # beyond this, submissions are answered ESME_RMSGQFUL
 CREDENTIAL_FAILURES = (Status.ESME_RINVSYSID, Status.ESME_RINVPASWD, Status.ESME_RBINDFAIL)
 
@@ -122,6 +130,19 @@ class SmppServer:
         if self._expiry is not None:
             self._expiry.cancel()
 
+    def enforce_directory(self) -> None:
+        """After a reload: binds of carriers that were disabled or removed are unbound."""
+        for conn in list(self.connections):
+            carrier = conn.carrier
+            if carrier is None or not conn.bound:
+                continue
+            now = self.directory.by_id(carrier.id)
+            if now is None or not now.enabled or now.system_id != carrier.system_id:
+                log.warning(
+                    "carrier %s was disabled or removed: unbinding %s", carrier.name, conn.address
+                )
+                conn.shut_down()
+
     def send_to_carrier(self, carrier_id: int, pdu: Pdu, message_id: int | None = None) -> None:
         """Deliver ``pdu`` (a receipt or an MO deliver_sm) to a carrier: stored first, then
         sent on one of its receiver/transceiver binds, now or when it next binds."""
@@ -188,7 +209,7 @@ class SmppServer:
     def expire_parts(self, now: datetime | None = None) -> None:
         self._expiry = None
         for key, _ref in self.reassembler.expire(now or utcnow()):
-            self.writer.submit(_ExpiredGroup(str(key), self.writer))
+            self.writer.submit(ExpireGroupOp(str(key), self.writer))
         self._arm_expiry()
 
     def _load_parts(self) -> list[Any]:
@@ -226,47 +247,6 @@ class SmppServer:
         self.expire_parts()
 
 
-class _ExpiredGroup:
-    """A group whose parts did not all arrive in time: its message is written as failed."""
-
-    def __init__(self, key: str, writer: BatchWriter) -> None:
-        self.key = key
-        self.writer = writer
-        self.rows: list[Any] = []
-
-    def stage(self, batch: Any) -> None:
-        def load(conn: Any) -> None:
-            self.rows = list(
-                conn.execute(
-                    select(fragments)
-                    .where(fragments.c.group_key == self.key, fragments.c.message_id.is_(None))
-                    .order_by(fragments.c.seq)
-                ).mappings()
-            )
-
-        batch.then(load)
-
-    def finish(self, error: BaseException | None) -> None:
-        if error is not None or not self.rows:
-            return
-        first = self.rows[0]
-        present = {row["seq"] for row in self.rows}
-        missing = [n for n in range(1, first["total"] + 1) if n not in present]
-        payload = b"".join(row["payload"] for row in self.rows)
-        self.writer.submit(
-            AssembleOp(
-                self.key,
-                first["carrier_id"],
-                first["meta"],
-                payload,
-                first["total"],
-                first["registered_delivery"],
-                utcnow(),
-                missing=missing,
-            )
-        )
-
-
 class SmppConnection(asyncio.Protocol):
     """One carrier connection: a Session plus the I/O and the server's decisions."""
 
@@ -283,6 +263,7 @@ class SmppConnection(asyncio.Protocol):
         self._timer_at: datetime | None = None
         self._draining = False
         self._flush_soon = False
+        self._errors_logged = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- asyncio.Protocol ----------------------------------------------------------------
@@ -332,7 +313,9 @@ class SmppConnection(asyncio.Protocol):
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             elif isinstance(event, ProtocolError):
-                log.info("carrier %s (%s): %s", self._who(), self.address, event.reason)
+                self._errors_logged += 1
+                if self._errors_logged <= LOGGED_ERRORS:  # garbage cannot flood the log
+                    log.info("carrier %s (%s): %s", self._who(), self.address, event.reason)
             elif isinstance(event, ResponseReceived):
                 if isinstance(event.context, Item):
                     self.server.outbox.answered(event.context, event.response.status)
@@ -340,7 +323,9 @@ class SmppConnection(asyncio.Protocol):
                 if isinstance(event.context, Item):
                     self.server.outbox.timed_out(event.context)
             elif isinstance(event, Closed):
-                log.info("closing %s (%s): %s", self._who(), self.address, event.reason)
+                extra = self._errors_logged - LOGGED_ERRORS
+                more = f" ({extra} more protocol errors not logged)" if extra > 0 else ""
+                log.info("closing %s (%s): %s%s", self._who(), self.address, event.reason, more)
                 self._flush()
                 if self.transport is not None:
                     self.transport.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import and_, select, update
@@ -333,3 +333,45 @@ class CancelOp:
     def finish(self, error: BaseException | None) -> None:
         status = Status.ESME_ROK if error is None and self.cancelled else Status.ESME_RCANCELFAIL
         self.conn.respond(self.pdu, status)
+
+
+@dataclass
+class ExpireGroupOp:
+    """A group whose parts did not all arrive in time: read its stored parts, then write its
+    message as failed, naming the missing parts (two transactions: read, then write)."""
+
+    key: str
+    writer: Any  # the BatchWriter, to queue the AssembleOp
+    rows: list[Any] = field(default_factory=list)
+
+    def stage(self, batch: Batch) -> None:
+        def load(conn: Connection) -> None:
+            self.rows = list(
+                conn.execute(
+                    select(fragments)
+                    .where(fragments.c.group_key == self.key, fragments.c.message_id.is_(None))
+                    .order_by(fragments.c.seq)
+                ).mappings()
+            )
+
+        batch.then(load)
+
+    def finish(self, error: BaseException | None) -> None:
+        if error is not None or not self.rows:
+            return
+        first = self.rows[0]
+        present = {row["seq"] for row in self.rows}
+        missing = [n for n in range(1, first["total"] + 1) if n not in present]
+        payload = b"".join(row["payload"] for row in self.rows)
+        self.writer.submit(
+            AssembleOp(
+                self.key,
+                first["carrier_id"],
+                first["meta"],
+                payload,
+                first["total"],
+                first["registered_delivery"],
+                datetime.now(UTC),
+                missing=missing,
+            )
+        )

@@ -111,3 +111,24 @@ def test_receipts_survive_a_restart_of_the_gateway(tmp_path, store_url) -> None:
     run_smpp(ctl, after)
     assert [p.receipted_message_id for p in seen] == [b"77"]
     assert outbox_rows(ctl) == 0
+
+
+def test_a_carrier_disabled_while_bound_is_unbound(tmp_path, store_url) -> None:
+    ctl = provisioned(tmp_path, store_url)
+    got: list = []
+
+    async def scenario(server, port) -> None:
+        loop = asyncio.get_running_loop()
+        client = smpplib.client.Client("127.0.0.1", port, timeout=20)
+        client.connect()
+        await loop.run_in_executor(
+            None, lambda: client.bind_transceiver(system_id="TATA", password="tata1234")
+        )
+        ctl.ok("carrier", "disable", "TATA")
+        await loop.run_in_executor(None, server.directory.load)
+        server.enforce_directory()
+        got.append(await loop.run_in_executor(None, client.read_pdu))
+        client.disconnect()
+
+    run_smpp(ctl, scenario)
+    assert got[0].command == "unbind"
