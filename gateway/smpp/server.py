@@ -311,7 +311,7 @@ class SmppConnection(asyncio.Protocol):
                     self._bind(event.pdu, event.bind_type)
                 )
                 self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                task.add_done_callback(self._task_done)
             elif isinstance(event, ProtocolError):
                 self._errors_logged += 1
                 if self._errors_logged <= LOGGED_ERRORS:  # garbage cannot flood the log
