@@ -119,7 +119,7 @@ def test_a_carrier_disabled_while_bound_is_unbound(tmp_path, store_url) -> None:
 
     async def scenario(server, port) -> None:
         loop = asyncio.get_running_loop()
-        client = smpplib.client.Client("127.0.0.1", port, timeout=20)
+        client = smpplib.client.Client("127.0.0.1", port, timeout=20, allow_unknown_opt_params=True)
         client.connect()
         await loop.run_in_executor(
             None, lambda: client.bind_transceiver(system_id="TATA", password="tata1234")

@@ -41,7 +41,11 @@ def test_bind_and_submit_over_tls(tls_gateway) -> None:
     context.check_hostname = False  # smpplib wraps without a server name; the chain is verified
     ca.configure_trust(context)
     client = smpplib.client.Client(
-        "127.0.0.1", gateway.smpp_tls_port, timeout=10, ssl_context=context
+        "127.0.0.1",
+        gateway.smpp_tls_port,
+        timeout=10,
+        ssl_context=context,
+        allow_unknown_opt_params=True,
     )
     client.connect()
     assert client.bind_transceiver(system_id="TATA", password=TATA_PW).status == 0
@@ -59,6 +63,7 @@ def test_bind_and_submit_over_tls(tls_gateway) -> None:
     gateway.wait_for_log("bound trx from 127.0.0.1 over TLS")
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
 def test_outdated_tls_is_refused(tls_gateway) -> None:
     gateway, ca = tls_gateway
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -69,7 +74,11 @@ def test_outdated_tls_is_refused(tls_gateway) -> None:
     with contextlib.suppress(ssl.SSLError):  # let the client offer the old suites at all
         context.set_ciphers("ALL:@SECLEVEL=0")
     client = smpplib.client.Client(
-        "127.0.0.1", gateway.smpp_tls_port, timeout=10, ssl_context=context
+        "127.0.0.1",
+        gateway.smpp_tls_port,
+        timeout=10,
+        ssl_context=context,
+        allow_unknown_opt_params=True,
     )
     with pytest.raises((ssl.SSLError, smpplib.exceptions.ConnectionError)):
         client.connect()
