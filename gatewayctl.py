@@ -628,6 +628,43 @@ def audit_list(
             click.echo("(none)")
 
 
+# -- SIP registrations ---------------------------------------------------------------------
+REGISTRATION_COLUMNS = (
+    "account",
+    "did",
+    "contact",
+    "transport",
+    "source",
+    "expires_in",
+    "user_agent",
+)
+
+
+@main.group("registrations")
+def registrations_group() -> None:
+    """SIP registrations: where apps of each account are reachable."""
+
+
+@registrations_group.command("list")
+@click.option("--account", "account_id", metavar="ID", help="Only this account's registrations.")
+@json_option
+@pass_obj
+def registrations_list(obj: Obj, account_id: str | None, as_json: bool) -> None:
+    """List the live SIP registrations in the store, by account then contact.
+
+    Expired ones are not shown; expires_in is the seconds left, did the account's first DID."""
+    from gateway.sip.regstore import registration_rows
+
+    with admin.session(obj.config, obj.actor) as ctx:
+        if account_id is not None:
+            service.resolve(ctx, service.kind("account"), account_id)
+        rows = registration_rows(ctx.conn, now=ctx.now, account=account_id)
+    if as_json:
+        click.echo(render.to_json(rows))
+    else:
+        render.table(rows, REGISTRATION_COLUMNS)
+
+
 @main.command("apply")
 @click.option(
     "-f",

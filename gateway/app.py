@@ -1,9 +1,9 @@
 # The gateway process: checks what the config points at, opens the store, runs until a signal.
 """Wiring of one gateway node.
 
-The node checks its config and store, starts the batch writer and the SMPP listeners, and
-serves until SIGINT or SIGTERM; the SIP side and the delivery pipeline attach here as they
-land (issues 4-5). Shutdown is ordered: stop accepting, answer and unbind every carrier,
+The node checks its config and store, starts the batch writer, the SMPP listeners and the SIP
+side (registrar, MESSAGE), and serves until SIGINT or SIGTERM; the delivery pipeline
+attaches here (issue 5). Shutdown is ordered: stop accepting, answer and unbind every carrier,
 write what is queued, close the store.
 """
 
@@ -23,6 +23,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway.config import Config, format_duration
 from gateway.errors import GatewayError
 from gateway.secrets import SecretBox
+from gateway.sip.accounts import AccountDirectory
+from gateway.sip.server import SipServer
 from gateway.smpp.carriers import CarrierDirectory
 from gateway.smpp.server import SmppServer
 from gateway.store.engine import display_url, make_engine, require_current
@@ -114,15 +116,16 @@ async def _wait_for_signal() -> str:
     return await stop
 
 
-async def _reload_forever(smpp: SmppServer, every: float) -> None:
+async def _reload_forever(smpp: SmppServer, accounts: AccountDirectory, every: float) -> None:
     """Provisioning changes made with gatewayctl reach the running node within ``every``."""
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(every)
         try:
             await loop.run_in_executor(None, smpp.directory.load)
+            await loop.run_in_executor(None, accounts.load)
         except SQLAlchemyError as exc:
-            log.warning("reloading carriers failed: %s", exc)
+            log.warning("reloading carriers and accounts failed: %s", exc)
             continue
         smpp.enforce_directory()
 
@@ -134,15 +137,20 @@ async def run(config: Config, engine: Engine) -> None:
     writer.start(loop)
     directory = CarrierDirectory(engine)
     await loop.run_in_executor(None, directory.load)
+    accounts = AccountDirectory(engine)
+    await loop.run_in_executor(None, accounts.load)
     smpp = SmppServer(config, engine, writer, directory)
-    reload = loop.create_task(_reload_forever(smpp, RELOAD_SECONDS))
+    sip = SipServer(config, engine, writer, accounts)
+    reload = loop.create_task(_reload_forever(smpp, accounts, RELOAD_SECONDS))
     try:
         await smpp.start()
-        log.warning("SIP and management listeners are not served yet in this release")
+        await sip.start()
+        log.warning("the management listener is not served yet in this release")
         received = await _wait_for_signal()
         log.info("%s received, shutting down", received)
     finally:
         reload.cancel()
+        await sip.close()
         await smpp.close()
         await loop.run_in_executor(None, writer.close)
         if writer.commits:

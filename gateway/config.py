@@ -499,6 +499,76 @@ class SipConfig(_Checked):
         (SipListener("udp", "127.0.0.1", 5060), SipListener("tcp", "127.0.0.1", 5060)),
         check=_distinct_listeners,
     )
+    min_expires: int = setting(
+        "Shortest registration accepted, in seconds; shorter ones are answered 423 with"
+        " Min-Expires (1-86400).",
+        60,
+        check=_between(1, 86_400),
+    )
+    max_expires: int = setting(
+        "Longest registration granted, in seconds; longer requests are lowered to it"
+        " (1-86400, at least min_expires).",
+        3600,
+        check=_between(1, 86_400),
+    )
+    default_expires: int = setting(
+        "Registration time when a REGISTER names none, in seconds (within min/max_expires).",
+        3600,
+        check=_between(1, 86_400),
+    )
+    max_contacts: int = setting(
+        "Contacts (phone, tablet, ...) one account may have registered at once (1-100).",
+        10,
+        check=_between(1, 100),
+    )
+    max_message_body: int = setting(
+        "Largest MESSAGE body an app may send, in octets; larger ones are answered 413 (1-65000).",
+        2000,
+        check=_between(1, 65_000),
+    )
+    transaction_timeout: timedelta = setting(
+        "How long the gateway waits for an app to answer a MESSAGE before it counts as a"
+        " temporary failure (RFC 3261 timer F; T1 is a 64th of it, so 32s gives T1 = 500 ms).",
+        timedelta(seconds=32),
+        check=_positive_duration,
+    )
+    idle_timeout: timedelta = setting(
+        "A TCP/TLS connection that carries nothing (not even a CRLF keep-alive) for this long"
+        " is closed.",
+        timedelta(minutes=65),
+        check=_positive_duration,
+    )
+    max_connections: int = setting(
+        "TCP/TLS connections held at once; more are refused (1-1000000).",
+        20_000,
+        check=_between(1, 1_000_000),
+    )
+    max_transactions: int = setting(
+        "SIP transactions in progress at once; beyond it requests are answered 503 (100-10000000).",
+        200_000,
+        check=_between(100, 10_000_000),
+    )
+    failed_auth_limit: int = setting(
+        "Failed digest authentications from one address within 5 minutes before it is"
+        " refused for failed_auth_block (the 4th and later are answered more slowly) (1-1000).",
+        10,
+        check=_between(1, 1000),
+    )
+    failed_auth_block: timedelta = setting(
+        "How long an address that reached failed_auth_limit is refused (403).",
+        timedelta(minutes=15),
+        check=_positive_duration,
+    )
+
+    def _check_together(self) -> None:
+        if self.max_expires < self.min_expires:
+            raise _Invalid("max_expires", f"must be at least min_expires ({self.min_expires})")
+        if not self.min_expires <= self.default_expires <= self.max_expires:
+            raise _Invalid(
+                "default_expires",
+                f"must be within min_expires and max_expires ({self.min_expires}-"
+                f"{self.max_expires}), got {self.default_expires}",
+            )
 
 
 @dataclasses.dataclass(frozen=True)

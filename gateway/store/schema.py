@@ -1,4 +1,4 @@
-# The store's tables (SQLAlchemy Core): provisioning, audit log, messages and CDRs.
+# The store's tables (SQLAlchemy Core): provisioning, audit log, messages, CDRs, SIP registrations.
 """Table definitions shared by the gateway, gatewayctl and the alembic migrations.
 
 Identifiers admins type (account ids, DIDs, carrier names) are unique columns beside an
@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -231,6 +232,26 @@ id_blocks = Table(
     metadata,
     Column("name", String(32), primary_key=True),
     Column("next_id", BigInteger, nullable=False),
+)
+
+# SIP registrations (RFC 3261 §10.3): where each account's apps are reachable, kept so a
+# restart does not forget them; the registrar holds them in memory and writes each change.
+registrations = Table(
+    "registrations",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("account_id", ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("contact", String(512), nullable=False),  # Contact URI, wire form
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+    Column("call_id", String(255), nullable=False),
+    Column("cseq", Integer, nullable=False),
+    Column("q", Float, nullable=True),
+    Column("transport", String(3), nullable=False),  # udp | tcp | tls
+    Column("source_host", String(64), nullable=False),  # where the REGISTER came from
+    Column("source_port", Integer, nullable=False),
+    Column("user_agent", String(255), nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("account_id", "contact"),
 )
 
 # Call detail records: immutable once final, kept for years, no message text.

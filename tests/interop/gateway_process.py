@@ -26,6 +26,7 @@ class GatewayProcess:
     lines: list[str] = field(default_factory=list)
     smpp_port: int = 0
     smpp_tls_port: int = 0
+    sip_ports: dict[str, int] = field(default_factory=dict)  # transport -> port
     _ready: threading.Event = field(default_factory=threading.Event)
     _seen: threading.Condition = field(default_factory=threading.Condition)
 
@@ -52,6 +53,7 @@ class GatewayProcess:
             "sip": {
                 "domain": "env1.example.net",
                 "listen": [{"transport": "udp", "host": "127.0.0.1", "port": 0}],
+                **self.extra.get("sip", {}),
             },
             "management": {"host": "127.0.0.1", "port": 0},
             "log": {"level": "INFO"},
@@ -65,6 +67,7 @@ class GatewayProcess:
         with self._seen:
             self.lines = []
         self.smpp_port = self.smpp_tls_port = 0
+        self.sip_ports = {}
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             ["gatewayctl", "--config", str(self.config), "serve"],
@@ -92,6 +95,9 @@ class GatewayProcess:
                     self.smpp_tls_port = int(match.group(2))
                 else:
                     self.smpp_port = int(match.group(2))
+            match = re.search(r"sip (udp|tcp|tls) listening on [\d.]+:(\d+)", line)
+            if match:
+                self.sip_ports[match.group(1)] = int(match.group(2))
             with self._seen:
                 self.lines.append(line)
                 self._seen.notify_all()

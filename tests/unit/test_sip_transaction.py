@@ -422,3 +422,94 @@ def test_table_transport_error_removes():
     assert table.on_transport_error(tx, T0) == [TransportFailed(), Terminated()]
     assert len(table) == 0
     assert table.next_deadline() is None
+
+
+# -- end to end over a lossy in-memory transport --------------------------------------------
+
+
+class LossyLink:
+    """Two transaction tables joined by a datagram channel that drops what ``losses`` says
+    (one flag per datagram, in send order; True = lost) and delays every datagram 10 ms."""
+
+    DELAY = timedelta(milliseconds=10)
+
+    def __init__(self, losses: list[bool]) -> None:
+        self.losses = iter(losses)
+        self.in_flight: list[tuple[datetime, str, bytes]] = []  # (arrival, to, data)
+        self.client = TransactionTable()
+        self.server = TransactionTable()
+        self.delivered: list[Response] = []
+        self.outcomes: list[object] = []
+        self.tu_requests = 0
+
+    def send(self, to: str, data: bytes, now: datetime) -> None:
+        if not next(self.losses, False):
+            self.in_flight.append((now + self.DELAY, to, data))
+
+    def act(self, side: str, actions: list, now: datetime) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                self.send("server" if side == "client" else "client", action.data, now)
+            elif isinstance(action, Deliver) and action.response.status >= 200:
+                self.delivered.append(action.response)
+            elif isinstance(action, Timeout | TransportFailed):
+                self.outcomes.append(action)
+
+    def arrive(self, to: str, data: bytes, now: datetime) -> None:
+        message = parse_message(data)
+        if to == "server":
+            assert isinstance(message, Request)
+            again = self.server.on_request(message, now)
+            if again is not None:
+                self.act("server", again, now)
+                return
+            tx = ServerTransaction(message, False, now)
+            self.server.add(tx)
+            self.tu_requests += 1
+            self.act("server", self.server.respond(tx, response(message, 200), now), now)
+        else:
+            assert isinstance(message, Response)
+            actions = self.client.on_response(message, now)
+            if actions is not None:
+                self.act("client", actions, now)
+
+    def run(self, until: datetime) -> None:
+        while True:
+            deadlines = [d for d in (self.client.next_deadline(), self.server.next_deadline()) if d]
+            deadlines += [arrival for arrival, _, _ in self.in_flight]
+            if not deadlines or min(deadlines) > until:
+                return
+            now = min(deadlines)
+            due = [m for m in self.in_flight if m[0] <= now]
+            self.in_flight = [m for m in self.in_flight if m[0] > now]
+            for _, to, data in due:
+                self.arrive(to, data, now)
+            for side, table in (("client", self.client), ("server", self.server)):
+                for _tx, actions in table.expire(now):
+                    self.act(side, actions, now)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.booleans(), max_size=40))
+def test_lossy_udp_one_outcome_one_tu_request_and_everything_terminates(losses):
+    link = LossyLink(losses)
+    tx = ClientTransaction(request(), reliable=False, now=T0)
+    link.act("client", link.client.start(tx), T0)
+    link.run(until=at(120))
+    # exactly one outcome reaches the client's TU: the 200 or a timeout (never both, never two)
+    assert len(link.delivered) + len(link.outcomes) == 1
+    assert link.tu_requests <= 1  # retransmissions never reach the server's TU twice
+    if link.delivered:
+        assert link.tu_requests == 1
+    else:  # a timeout only when every retransmission in 64*T1 or every answer was lost
+        assert isinstance(link.outcomes[0], Timeout)
+    assert len(link.client) == 0 and len(link.server) == 0  # timers K and J cleaned up
+
+
+def test_lossy_udp_recovers_from_lost_request_and_lost_response():
+    # lost: the request, its first retransmission, then the server's first 200
+    link = LossyLink([True, True, False, True])
+    link.act("client", link.client.start(ClientTransaction(request(), False, T0)), T0)
+    link.run(until=at(120))
+    assert [r.status for r in link.delivered] == [200]
+    assert link.tu_requests == 1

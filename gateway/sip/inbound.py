@@ -1,0 +1,94 @@
+# A MESSAGE from an app stored as a message (the SIP -> SMS direction), answered after commit.
+"""The writer operation behind ``202 Accepted``: the app's text becomes a row in ``messages``
+(origin ``account``, source the account's DID, destination E.164), in the same table and life
+cycle as SMPP submissions, and the app hears 202 only once that row is committed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.smpp.text import choose_coding, count_parts
+from gateway.store.schema import messages
+from gateway.store.writer import Batch
+
+log = logging.getLogger("gateway.sip")
+
+TON_INTERNATIONAL = 1
+
+
+def app_message_row(
+    message_id: int,
+    *,
+    account: int,
+    source: str,
+    destination: str,
+    text: str,
+    now: datetime,
+    validity_until: datetime,
+) -> dict[str, object]:
+    """The messages row of a text an app sent (UCS-2 when GSM 03.38 cannot carry it)."""
+    coding = choose_coding(text)
+    return {
+        "id": message_id,
+        "origin": "account",
+        "carrier_id": None,
+        "account_id": account,
+        "connection_id": None,
+        "source": source,
+        "source_ton": TON_INTERNATIONAL,
+        "destination": destination,
+        "data_coding": coding,
+        "esm_class": 0,
+        "body_text": text,
+        "body_bytes": None,
+        "parts": count_parts(text, coding),
+        "registered_delivery": 0,
+        "priority": 0,
+        "lane": "bulk",
+        "state": "accepted",
+        "reason": None,
+        "attempts": 0,
+        "route": None,
+        "peer_message_id": None,
+        "accepted_at": now,
+        "next_attempt_at": now,
+        "validity_until": validity_until,
+        "final_at": None,
+    }
+
+
+@dataclass
+class StoreAppMessageOp:
+    """Store one app's MESSAGE; ``done(message_id, error)`` runs on the loop after commit."""
+
+    account: int
+    source: str
+    destination: str
+    text: str
+    now: datetime
+    validity_until: datetime
+    done: Callable[[int, BaseException | None], None]
+    message_id: int = 0
+
+    def stage(self, batch: Batch) -> None:
+        [self.message_id] = batch.new_ids(1)
+        batch.add(
+            messages,
+            app_message_row(
+                self.message_id,
+                account=self.account,
+                source=self.source,
+                destination=self.destination,
+                text=self.text,
+                now=self.now,
+                validity_until=self.validity_until,
+            ),
+        )
+
+    def finish(self, error: BaseException | None) -> None:
+        if error is not None:
+            log.error("message from account %d not stored: %s", self.account, error)
+        self.done(self.message_id, error)

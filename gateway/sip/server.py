@@ -1,0 +1,582 @@
+# The SIP side of a node: registrar, MESSAGE in and out, OPTIONS, over the SIP transports.
+"""asyncio glue between the SIP transports and the sans-IO cores (message, transaction,
+auth, registrar).
+
+Requests are handled statefully (RFC 3261 §17.2.2: retransmissions absorbed, the last
+response resent). REGISTER is challenged with 401 and MESSAGE with 407 (digest, SHA-256
+and MD5); a failed authentication counts against the source address (AuthGuard: slowed,
+then refused). Registrations and app messages are committed by the batch writer before the
+200/202 goes out. ``send_message`` delivers a text to every live contact of an account in
+parallel and reports one Outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from urllib.parse import unquote
+
+from sqlalchemy import Engine
+
+from gateway.config import Config
+from gateway.errors import InvalidInput
+from gateway.sip.accounts import AccountDirectory, SipAccount
+from gateway.sip.auth import AuthError, NonceManager, challenges, parse_credentials, verify
+from gateway.sip.delivery import OFFLINE, Delivery, Outcome, message_request
+from gateway.sip.inbound import StoreAppMessageOp
+from gateway.sip.message import (
+    Headers,
+    Limits,
+    Request,
+    Response,
+    SipError,
+    build_response,
+    parse_uri,
+    parse_via,
+    split_outside,
+)
+from gateway.sip.registrar import Bindings
+from gateway.sip.regstore import ExpireBindingsOp, SaveBindingsOp, load_bindings
+from gateway.sip.rescue import error_response
+from gateway.sip.transaction import (
+    Action,
+    ClientTransaction,
+    Deliver,
+    Send,
+    ServerTransaction,
+    TableFull,
+    Terminated,
+    Timeout,
+    Timers,
+    Transaction,
+    TransactionTable,
+    TransportFailed,
+)
+from gateway.sip.transport import Flow, SipTransports
+from gateway.smpp.guard import AuthGuard
+from gateway.store.writer import BatchWriter
+from routing.numbers import normalise
+
+log = logging.getLogger("gateway.sip")
+
+ALLOWED = "REGISTER, MESSAGE, OPTIONS"
+LOGGED_BAD = 100  # malformed messages logged before the log goes quiet (they are counted)
+CONNECT_TIMEOUT = 5.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Fork:
+    """One contact's leg of a delivery."""
+
+    __slots__ = ("delivery", "flow")
+
+    def __init__(self, delivery: Delivery, flow: Flow) -> None:
+        self.delivery = delivery
+        self.flow = flow
+
+
+class SipServer:
+    """Registrar, MESSAGE UAS/UAC and OPTIONS for one node."""
+
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        writer: BatchWriter,
+        directory: AccountDirectory,
+        *,
+        nonce_secret: bytes | None = None,
+    ) -> None:
+        sip = config.sip
+        self.config = config
+        self.domain = sip.domain
+        self.engine = engine
+        self.writer = writer
+        self.directory = directory
+        self.timers = Timers(t1=sip.transaction_timeout / 64)
+        self.table = TransactionTable(sip.max_transactions)
+        self.nonces = NonceManager(nonce_secret or os.urandom(32))
+        self.guard = AuthGuard(
+            max_failures=sip.failed_auth_limit, block=sip.failed_auth_block.total_seconds()
+        )
+        self.bindings = Bindings(
+            min_expires=sip.min_expires,
+            max_expires=sip.max_expires,
+            default_expires=sip.default_expires,
+            max_contacts=sip.max_contacts,
+        )
+        self.transports = SipTransports(
+            sip.listen,
+            self,
+            limits=Limits(),
+            idle_timeout=sip.idle_timeout.total_seconds(),
+            max_connections=sip.max_connections,
+        )
+        self.stats: Counter[str] = Counter()
+        self.on_registered: Callable[[SipAccount], None] | None = None
+        self.on_app_message: Callable[[int], None] | None = None
+        self._server_flows: dict[tuple[object, ...], Flow] = {}
+        self._forks: dict[tuple[object, ...], _Fork] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: datetime | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- life cycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        now = utcnow()
+
+        def load() -> list:  # type: ignore[type-arg]
+            with self.engine.connect() as conn:
+                return load_bindings(conn, now)
+
+        self.bindings.load(await self._loop.run_in_executor(None, load))
+        await self.transports.start()
+        for bound in self.transports.bound:
+            log.info("sip %s listening on %s:%d", bound.transport, bound.host, bound.port)
+        if len(self.bindings):
+            log.info("sip: %d registrations restored from the store", len(self.bindings))
+        self._spawn(self._expire_forever())
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        await self.transports.close()
+        for fork in self._forks.values():
+            fork.delivery.ended(503, "Service Unavailable (gateway shutting down)")
+        self._forks.clear()
+
+    def _spawn(self, coro: object) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _expire_forever(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            gone = self.bindings.expire(utcnow())
+            if gone:
+                self.writer.submit(ExpireBindingsOp(gone))
+
+    # -- transports -> server -----------------------------------------------------------------
+    def on_message(self, message: Request | Response, flow: Flow) -> None:
+        now = utcnow()
+        try:
+            if isinstance(message, Response):
+                self._on_response(message, now)
+            else:
+                self._on_request(message, flow, now)
+        except SipError as exc:
+            if isinstance(message, Request) and message.method != "ACK":
+                self._stateless(message, flow, exc.status, exc.reason)
+        self._arm()
+
+    def on_bad(self, error: SipError, data: bytes, flow: Flow) -> None:
+        self.stats["malformed"] += 1
+        answer = error_response(data, error)
+        if answer is not None:
+            flow.send(answer)
+        else:
+            self.stats["dropped"] += 1
+        if self.stats["malformed"] <= LOGGED_BAD:
+            log.info("sip %s %s:%d: malformed message: %s", flow.transport, *flow.remote, error)
+
+    def _on_response(self, response: Response, now: datetime) -> None:
+        transaction = self.table.match_response(response)
+        if transaction is None:
+            self.stats["stray_responses"] += 1  # §18.1.2: discarded
+            return
+        actions = transaction.on_response(response, now)
+        self._run(transaction, self.table.settle(transaction, actions))
+
+    def _on_request(self, request: Request, flow: Flow, now: datetime) -> None:
+        if request.method == "ACK":
+            return  # we never answer INVITE with a response that an ACK would follow up
+        _stamp_via(request, flow)
+        if request.method not in ("REGISTER", "MESSAGE", "OPTIONS"):
+            self._stateless(request, flow, 405, extra=[("Allow", ALLOWED)])
+            return
+        again = self.table.on_request(request, now)
+        if again is not None:
+            transaction = self.table.match_request(request)
+            assert transaction is not None
+            self._run(transaction, again)
+            return
+        transaction = ServerTransaction(request, flow.reliable, now, self.timers)
+        try:
+            self.table.add(transaction)
+        except TableFull:
+            self.stats["overload"] += 1
+            self._stateless(request, flow, 503, extra=[("Retry-After", "5")])
+            return
+        self._server_flows[transaction.key] = flow
+        max_forwards = request.headers.get("max-forwards")
+        if max_forwards is not None and max_forwards.strip() == "0":
+            self.respond(transaction, 483)
+        elif request.method == "OPTIONS":
+            self.respond(transaction, 200, extra=[("Allow", ALLOWED), ("Accept", "text/plain")])
+        elif request.method == "REGISTER":
+            self._register(transaction, flow, now)
+        else:
+            self._message_in(transaction, flow, now)
+
+    # -- answering --------------------------------------------------------------------------
+    def respond(
+        self,
+        transaction: ServerTransaction,
+        status: int,
+        reason: str | None = None,
+        extra: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Send a response through the request's transaction (retransmissions get it too)."""
+        tag = None if status == 100 else _to_tag(transaction)
+        response = build_response(
+            transaction.request, status, reason, to_tag=tag, extra_headers=extra
+        )
+        now = utcnow()
+        self._run(transaction, self.table.respond(transaction, response, now))
+        self._arm()
+
+    def _stateless(
+        self,
+        request: Request,
+        flow: Flow,
+        status: int,
+        reason: str | None = None,
+        extra: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        try:
+            response = build_response(request, status, reason, to_tag="gw", extra_headers=extra)
+        except ValueError:
+            return
+        flow.send(response.to_bytes())
+
+    def _later(self, delay: float, callback: Callable[[], None]) -> None:
+        assert self._loop is not None
+        if delay > 0:
+            self._loop.call_later(delay, callback)
+        else:
+            callback()
+
+    # -- transactions -------------------------------------------------------------------------
+    def _run(self, transaction: Transaction, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                flow = self._flow_of(transaction)
+                if flow is None or not flow.send(action.data):
+                    now = utcnow()
+                    self._run(transaction, self.table.on_transport_error(transaction, now))
+                    return
+            elif isinstance(action, Deliver):
+                fork = self._forks.get(transaction.key)
+                if fork is not None and action.response.status >= 200:
+                    fork.delivery.ended(action.response.status, action.response.reason)
+            elif isinstance(action, Timeout):
+                self._fork_ended(transaction, 408, "Request Timeout (no answer from the app)")
+            elif isinstance(action, TransportFailed):
+                self._fork_ended(transaction, 503, "Service Unavailable (transport error)")
+            elif isinstance(action, Terminated):
+                self._server_flows.pop(transaction.key, None)
+                self._forks.pop(transaction.key, None)
+
+    def _flow_of(self, transaction: Transaction) -> Flow | None:
+        if isinstance(transaction, ServerTransaction):
+            return self._server_flows.get(transaction.key)
+        fork = self._forks.get(transaction.key)
+        return None if fork is None else fork.flow
+
+    def _fork_ended(self, transaction: Transaction, status: int, reason: str) -> None:
+        fork = self._forks.get(transaction.key)
+        if fork is not None:
+            fork.delivery.ended(status, reason)
+
+    def _arm(self) -> None:
+        deadline = self.table.next_deadline()
+        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        assert self._loop is not None
+        delay = max(0.0, (deadline - utcnow()).total_seconds())
+        self._timer_at = deadline
+        self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        for transaction, actions in self.table.expire(utcnow()):
+            self._run(transaction, actions)
+        self._arm()
+
+    # -- digest authentication ------------------------------------------------------------------
+    def _authenticate(
+        self, transaction: ServerTransaction, flow: Flow, now: datetime, *, proxy: bool
+    ) -> SipAccount | None:
+        """The authenticated, serviceable account, or None once the answer is on its way."""
+        request = transaction.request
+        source = flow.remote[0]
+        assert self._loop is not None
+        clock = self._loop.time()
+        verdict = self.guard.check(source, clock)
+        if not verdict.allowed:
+            self.stats["auth_blocked"] += 1
+            self._later(
+                verdict.delay,
+                lambda: self.respond(transaction, 403, "Forbidden (too many failed attempts)"),
+            )
+            return None
+        header = request.headers.get("proxy-authorization" if proxy else "authorization")
+        if header is None:  # lenient: some apps answer a 407 with Authorization, or vice versa
+            header = request.headers.get("authorization" if proxy else "proxy-authorization")
+        if header is None:
+            self._challenge(transaction, proxy=proxy, stale=False, now=now)
+            return None
+        try:
+            credentials = parse_credentials(header)
+        except AuthError as exc:
+            self.respond(transaction, exc.status, f"Bad Request ({exc.reason[:100]})")
+            return None
+        if not _same_uri(credentials.uri, request):
+            self.respond(transaction, 400, "Bad Request (digest uri differs from Request-URI)")
+            return None
+        account = self.directory.by_name(credentials.username)
+        result = None
+        if account is not None:
+            result = verify(
+                credentials,
+                method=request.method,
+                ha1=account.ha1(credentials.algorithm),
+                nonces=self.nonces,
+                realm=self.domain,
+                now=now,
+            )
+            if result.outcome == "stale":
+                self._challenge(transaction, proxy=proxy, stale=True, now=now)
+                return None
+        if account is None or result is None or not result.ok:
+            self.guard.failed(source, clock)
+            self.stats["auth_failed"] += 1
+            why = "unknown user" if account is None else result.reason if result else ""
+            log.info(
+                "sip %s from %s: authentication of %r failed: %s",
+                request.method,
+                source,
+                credentials.username[:64],
+                why,
+            )
+            self._later(verdict.delay, lambda: self.respond(transaction, 403, "Forbidden"))
+            return None
+        self.guard.succeeded(source, clock)
+        if not account.serviceable:
+            why = "account disabled" if not account.enabled else "no messaging product"
+            self.respond(transaction, 403, f"Forbidden ({why})")
+            return None
+        return account
+
+    def _challenge(
+        self, transaction: ServerTransaction, *, proxy: bool, stale: bool, now: datetime
+    ) -> None:
+        nonce = self.nonces.issue(now, self.domain)
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        values = challenges(self.domain, nonce, stale=stale)
+        self.respond(transaction, 407 if proxy else 401, extra=[(name, v) for v in values])
+
+    # -- REGISTER ---------------------------------------------------------------------------
+    def _register(self, transaction: ServerTransaction, flow: Flow, now: datetime) -> None:
+        account = self._authenticate(transaction, flow, now, proxy=False)
+        if account is None:
+            return
+        request = transaction.request
+        to_uri = request.to_header().uri
+        if to_uri.host.lower() != self.domain.lower():
+            self.respond(transaction, 404, f"Not Found (domain {to_uri.host[:64]} not served)")
+            return
+        if self.directory.by_user(unquote(to_uri.user or "")) is not account:
+            self.respond(transaction, 403, "Forbidden (an account may register only its own AOR)")
+            return
+        result = self.bindings.register(
+            account.id,
+            account.account_id,
+            request,
+            transport=flow.transport,
+            source=flow.remote,
+            now=now,
+        )
+        if result.status != 200 or not result.changed:
+            self.respond(transaction, result.status, result.reason, result.headers)
+            return
+
+        def done(error: BaseException | None) -> None:
+            if error is not None:
+                log.error("registration of %s not stored: %s", account.account_id, error)
+                self.bindings.restore(account.id, result.previous, if_current=result.current)
+                self.respond(transaction, 500, "Server Internal Error (registration not stored)")
+                return
+            self.respond(transaction, 200, result.reason, result.headers)
+            if result.current and self.on_registered is not None:
+                self.on_registered(account)
+
+        self.writer.submit(SaveBindingsOp(account.id, result.current, done))
+
+    # -- MESSAGE from an app --------------------------------------------------------------------
+    def _message_in(self, transaction: ServerTransaction, flow: Flow, now: datetime) -> None:
+        account = self._authenticate(transaction, flow, now, proxy=True)
+        if account is None:
+            return
+        request = transaction.request
+        sender = unquote(request.from_header().uri.user or "")
+        if self.directory.by_user(sender) is not account:
+            self.respond(transaction, 403, "Forbidden (From is not the authenticated account)")
+            return
+        if account.did is None:
+            self.respond(transaction, 403, "Forbidden (the account has no number to send from)")
+            return
+        ctype = request.content_type()
+        if ctype is not None and ctype[0] != "text/plain":
+            self.respond(transaction, 415, extra=[("Accept", "text/plain")])
+            return
+        if len(request.body) > self.config.sip.max_message_body:
+            limit = self.config.sip.max_message_body
+            self.respond(transaction, 413, f"Request Entity Too Large (over {limit} octets)")
+            return
+        text = request.text_body()  # 415 when the charset is unknown or the octets do not fit
+        if not text:
+            self.respond(transaction, 400, "Bad Request (empty message)")
+            return
+        target = unquote(request.uri.user or "")
+        try:
+            destination = normalise(target, self.config.numbering, field="Request-URI")
+        except InvalidInput as exc:
+            self.respond(transaction, 404, f"Not Found ({exc.reason[:100]})")
+            return
+
+        def done(message_id: int, error: BaseException | None) -> None:
+            if error is not None:
+                self.respond(transaction, 500, "Server Internal Error (message not stored)")
+                return
+            self.respond(transaction, 202)
+            if self.on_app_message is not None:
+                self.on_app_message(message_id)
+
+        self.writer.submit(
+            StoreAppMessageOp(
+                account=account.id,
+                source=account.did,
+                destination=destination,
+                text=text,
+                now=now,
+                validity_until=now + self.config.delivery.validity,
+                done=done,
+            )
+        )
+
+    # -- MESSAGE to an app ----------------------------------------------------------------------
+    async def send_message(
+        self, account: SipAccount, *, from_user: str, to_user: str, text: str
+    ) -> Outcome:
+        """Deliver ``text`` to every live contact of ``account`` in parallel."""
+        contacts = self.bindings.contacts(account.id, utcnow())
+        if not contacts:
+            return OFFLINE
+        delivery = Delivery(len(contacts))
+        for binding in contacts:
+            request = message_request(
+                binding.contact,
+                transport=binding.transport,
+                via=self.transports.via_address(binding.transport),
+                domain=self.domain,
+                from_user=from_user,
+                to_user=to_user,
+                text=text,
+            )
+            host, port = binding.source
+            flow = self.transports.flow_to(binding.transport, host, port)
+            if flow is not None:
+                self._start_fork(delivery, flow, request)
+            else:
+                self._spawn(
+                    self._connect_and_start(delivery, binding.contact, binding.transport, request)
+                )
+        return await delivery.result
+
+    def _start_fork(self, delivery: Delivery, flow: Flow, request: Request) -> None:
+        now = utcnow()
+        transaction = ClientTransaction(request, flow.reliable, now, self.timers)
+        try:
+            self.table.add(transaction)
+        except TableFull:
+            delivery.ended(503, "Service Unavailable (transaction table full)")
+            return
+        self._forks[transaction.key] = _Fork(delivery, flow)
+        self._run(transaction, self.table.settle(transaction, transaction.start()))
+        self._arm()
+
+    async def _connect_and_start(
+        self, delivery: Delivery, contact: str, transport: str, request: Request
+    ) -> None:
+        """No connection left to that app: open one to its Contact address (works when it
+        is not behind NAT)."""
+        uri = parse_uri(contact)
+        port = uri.port or (5061 if transport == "tls" else 5060)
+        try:
+            flow = await self.transports.connect(transport, uri.host, port, CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            reason = f"Service Unavailable (cannot reach {uri.host}:{port}: {exc})"
+            delivery.ended(503, reason[:200])
+            return
+        self._start_fork(delivery, flow, request)
+
+
+def _stamp_via(request: Request, flow: Flow) -> None:
+    """RFC 3261 §18.2.1 ``received`` and RFC 3581 ``rport`` on the top Via."""
+    items = list(request.headers)
+    for i, (name, value) in enumerate(items):
+        if name.lower() not in ("via", "v"):
+            continue
+        parts = split_outside(value, ",")
+        top = parse_via(parts[0].strip())
+        ip, port = flow.remote
+        if top.rport_requested:
+            top.params["rport"] = str(port)
+            top.params["received"] = ip
+        elif top.host != ip:
+            top.params["received"] = ip
+        else:
+            return
+        parts[0] = str(top)
+        items[i] = (name, ", ".join(p.strip() for p in parts))
+        request.headers = Headers(items)
+        return
+
+
+def _to_tag(transaction: ServerTransaction) -> str:
+    """A To tag stable across the transaction (its key hashed), so retransmitted final
+    responses are identical."""
+    return format(hash(transaction.key) & 0xFFFFFFFF, "08x")
+
+
+def _same_uri(digest_uri: str, request: Request) -> bool:
+    """RFC 2617 §3.2.2.5: the digest-uri must name the Request-URI (compared parsed, so
+    case of the scheme/host and parameter order do not matter)."""
+    try:
+        given = parse_uri(digest_uri)
+    except SipError:
+        return False
+    want = request.uri
+    return (
+        given.scheme == want.scheme
+        and (given.user or "") == (want.user or "")
+        and given.host.lower() == want.host.lower()
+        and given.port == want.port
+    )
