@@ -123,7 +123,10 @@ async def _reload_forever(smpp: SmppServer, accounts: AccountDirectory, every: f
         await asyncio.sleep(every)
         try:
             await loop.run_in_executor(None, smpp.directory.load)
+            before = len(accounts)
             await loop.run_in_executor(None, accounts.load)
+            if len(accounts) != before:
+                log.info("sip: %d accounts (was %d)", len(accounts), before)
         except SQLAlchemyError as exc:
             log.warning("reloading carriers and accounts failed: %s", exc)
             continue

@@ -1,0 +1,55 @@
+# The SIP side inside a real `gatewayctl serve` process: listeners from config, restart keeps
+# registrations, accounts provisioned while it runs are served without a restart.
+from __future__ import annotations
+
+import asyncio
+
+from tests.interop.rawsip import RawUA
+
+SIP = {
+    "listen": [
+        {"transport": "udp", "host": "127.0.0.1", "port": 0},
+        {"transport": "tcp", "host": "127.0.0.1", "port": 0},
+    ]
+}
+
+
+def register(port: int, transport: str, **kw) -> int:
+    async def main() -> int:
+        ua = await RawUA(transport, ("127.0.0.1", port), **kw).open()
+        try:
+            return (await ua.register()).status
+        finally:
+            ua.close()
+
+    return asyncio.run(main())
+
+
+def test_serve_registers_over_udp_and_tcp_and_keeps_them_across_restart(gateway):
+    gateway.extra["sip"] = SIP
+    gateway.write_config()
+    gateway.start()
+    assert set(gateway.sip_ports) == {"udp", "tcp"}
+    assert register(gateway.sip_ports["udp"], "udp") == 200
+    assert register(gateway.sip_ports["tcp"], "tcp") == 200
+    assert gateway.stop() == 0
+    listed = gateway.ctl.json("registrations", "list", "--json")
+    assert sorted(r["transport"] for r in listed) == ["tcp", "udp"]
+    gateway.start()
+    gateway.wait_for_log(r"sip: 2 registrations restored")
+    assert gateway.stop() == 0
+
+
+def test_account_added_while_running_can_register(gateway):
+    gateway.extra["sip"] = SIP
+    gateway.write_config()
+    gateway.start()
+    port = gateway.sip_ports["udp"]
+    assert register(port, "udp", user="4444", password="new-Secret-4") == 403
+    gateway.ctl.ok(
+        "account", "add", "4444", "--customer", "John Doe", "--did", "111222666",
+        "--password", "new-Secret-4", "--product", "Call & Chat",
+    )  # fmt: skip
+    gateway.wait_for_log(r"sip: 2 accounts \(was 1\)")  # the node's periodic reload
+    assert register(port, "udp", user="4444", password="new-Secret-4") == 200
+    assert gateway.stop() == 0
