@@ -279,6 +279,14 @@ def _retry(values: tuple[timedelta, ...]) -> tuple[timedelta, ...]:
     return values
 
 
+def _algorithms(values: tuple[str, ...]) -> tuple[str, ...]:
+    if not values:
+        raise ValueError("must name at least one algorithm: SHA-256, MD5")
+    if len(set(values)) != len(values):
+        raise ValueError(f"names an algorithm twice: {', '.join(values)}")
+    return values
+
+
 def _distinct_listeners(values: tuple[Any, ...]) -> tuple[Any, ...]:
     """At most MAX_LISTENERS, and no two binding the same socket (port 0 never clashes)."""
     if len(values) > MAX_LISTENERS:
@@ -547,6 +555,13 @@ class SipConfig(_Checked):
         "SIP transactions in progress at once; beyond it requests are answered 503 (100-10000000).",
         200_000,
         check=_between(100, 10_000_000),
+    )
+    digest_algorithms: tuple[Literal["SHA-256", "MD5"], ...] = setting(
+        "Digest algorithms offered to apps, preferred first (RFC 7616 §3.7); credentials with"
+        " another one are refused. Put MD5 first for clients that only read the first"
+        " challenge (older softphones, sipp).",
+        ("SHA-256", "MD5"),
+        check=_algorithms,
     )
     failed_auth_limit: int = setting(
         "Failed digest authentications from one address within 5 minutes before it is"

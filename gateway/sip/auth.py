@@ -39,7 +39,7 @@ import hmac
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
@@ -295,12 +295,17 @@ def challenge(
 
 
 def challenges(
-    realm: str, nonce: str, *, stale: bool = False, opaque: str | None = None
+    realm: str,
+    nonce: str,
+    *,
+    stale: bool = False,
+    opaque: str | None = None,
+    algorithms: Sequence[DigestAlgorithm] = CHALLENGE_ALGORITHMS,
 ) -> list[str]:
-    """One challenge per :data:`CHALLENGE_ALGORITHMS`, SHA-256 first (RFC 7616 §3.7)."""
+    """One challenge per algorithm, in the order given (preferred first, RFC 7616 §3.7);
+    by default :data:`CHALLENGE_ALGORITHMS`, SHA-256 first."""
     return [
-        challenge(realm, nonce, algorithm=alg, stale=stale, opaque=opaque)
-        for alg in CHALLENGE_ALGORITHMS
+        challenge(realm, nonce, algorithm=alg, stale=stale, opaque=opaque) for alg in algorithms
     ]
 
 

@@ -350,6 +350,10 @@ class SipServer:
         if not _same_uri(credentials.uri, request):
             self.respond(transaction, 400, "Bad Request (digest uri differs from Request-URI)")
             return None
+        if credentials.algorithm not in self.config.sip.digest_algorithms:
+            why = f"Forbidden (digest {credentials.algorithm} not offered)"
+            self.respond(transaction, 403, why)
+            return None
         account = self.directory.by_name(credentials.username)
         result = None
         if account is not None:
@@ -389,7 +393,9 @@ class SipServer:
     ) -> None:
         nonce = self.nonces.issue(now, self.domain)
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
-        values = challenges(self.domain, nonce, stale=stale)
+        values = challenges(
+            self.domain, nonce, stale=stale, algorithms=self.config.sip.digest_algorithms
+        )
         self.respond(transaction, 407 if proxy else 401, extra=[(name, v) for v in values])
 
     # -- REGISTER ---------------------------------------------------------------------------

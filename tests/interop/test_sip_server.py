@@ -327,3 +327,22 @@ def test_message_to_app_that_never_answers_times_out(tmp_path, store_url):
         assert (outcome.kind, outcome.status) == ("temporary", 408)
 
     run_sip(ctl, scenario)
+
+
+def test_offered_digest_algorithms_follow_the_config(tmp_path, store_url):
+    listen = [{"transport": "udp", "host": "127.0.0.1", "port": 0}]
+    sip = {"domain": DOMAIN, "listen": listen, "digest_algorithms": ["MD5"]}
+    ctl = sip_provisioned(tmp_path, store_url, sip=sip)
+
+    async def scenario(server, ports):
+        addr = ("127.0.0.1", ports["udp"])
+        ua = await RawUA("udp", addr, algorithm="MD5").open()
+        first = await ua.request("OPTIONS", f"sip:{DOMAIN}", auth=False)
+        assert first.status == 200
+        challenge = await ua.request("REGISTER", f"sip:{DOMAIN}", auth=False)
+        assert [
+            v.split("algorithm=")[1][:3] for v in challenge.headers.get_all("WWW-Authenticate")
+        ] == ["MD5"]
+        assert (await ua.register()).status == 200
+
+    run_sip(ctl, scenario)
