@@ -1,8 +1,9 @@
 # Fixtures for tests against a real gateway process and real peers (smpplib as the carrier).
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from click.testing import CliRunner
@@ -10,6 +11,9 @@ from click.testing import CliRunner
 from tests.conftest import Ctl
 from tests.interop.gateway_process import GatewayProcess
 from tests.interop.peers import add_tata
+
+if TYPE_CHECKING:
+    from tests.interop.sipua import SipUA
 
 
 @pytest.fixture
@@ -38,3 +42,21 @@ def gateway(tmp_path: Path, store_url: str) -> Iterator[GatewayProcess]:
     gw.ctl = ctl  # type: ignore[attr-defined]
     yield gw
     gw.kill()
+
+
+@pytest.fixture
+def sip_ua() -> Iterator[Callable[..., SipUA]]:
+    """Factory of pjsua2 SIP apps (tests/interop/sipua.py): ``sip_ua(transport=..., ...)`` takes
+    SipUA's keyword arguments; every UA made is closed after the test."""
+    from tests.interop.sipua import SipUA  # pjsua2 is loaded only by the tests that use it
+
+    made: list[SipUA] = []
+
+    def make(**kwargs: Any) -> SipUA:
+        ua = SipUA(**kwargs)
+        made.append(ua)
+        return ua
+
+    yield make
+    for ua in made:
+        ua.close()
