@@ -39,7 +39,7 @@ from gateway.sip.message import (
     parse_via,
     split_outside,
 )
-from gateway.sip.registrar import Bindings
+from gateway.sip.registrar import Binding, Bindings
 from gateway.sip.regstore import ExpireBindingsOp, SaveBindingsOp, load_bindings
 from gateway.sip.rescue import error_response
 from gateway.sip.transaction import (
@@ -122,6 +122,7 @@ class SipServer:
         self.stats: Counter[str] = Counter()
         self.on_registered: Callable[[SipAccount], None] | None = None
         self.on_app_message: Callable[[int], None] | None = None
+        self.on_expired: Callable[[list[Binding]], None] | None = None
         self._server_flows: dict[tuple[object, ...], Flow] = {}
         self._forks: dict[tuple[object, ...], _Fork] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -167,7 +168,14 @@ class SipServer:
             await asyncio.sleep(1.0)
             gone = self.bindings.expire(utcnow())
             if gone:
-                self.writer.submit(ExpireBindingsOp(gone))
+                self.writer.submit(ExpireBindingsOp(gone, done=self._expired(gone)))
+
+    def _expired(self, gone: list[Binding]) -> Callable[[BaseException | None], None]:
+        def done(error: BaseException | None) -> None:
+            if error is None and self.on_expired is not None:
+                self.on_expired(gone)
+
+        return done
 
     # -- transports -> server -----------------------------------------------------------------
     def on_message(self, message: Request | Response, flow: Flow) -> None:

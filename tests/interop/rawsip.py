@@ -28,6 +28,7 @@ class RawUA:
     local: tuple[str, int] = ("127.0.0.1", 0)
     responses: asyncio.Queue = field(default_factory=asyncio.Queue)
     requests: asyncio.Queue = field(default_factory=asyncio.Queue)
+    pongs: asyncio.Queue = field(default_factory=asyncio.Queue)
     _cseq: int = 0
     _nc: int = 0
 
@@ -49,6 +50,8 @@ class RawUA:
 
             class Tcp(asyncio.Protocol):
                 def data_received(self, data: bytes) -> None:
+                    if data == b"\r\n":  # a keep-alive pong (RFC 5626 §3.5.1)
+                        ua.pongs.put_nowait(data)
                     for item in parser.feed(data):
                         if isinstance(item, Request | Response):
                             ua._incoming(item)

@@ -346,3 +346,23 @@ def test_offered_digest_algorithms_follow_the_config(tmp_path, store_url):
         assert (await ua.register()).status == 200
 
     run_sip(ctl, scenario)
+
+
+def test_registration_expires_on_time_and_leaves_the_store(tmp_path, store_url):
+    listen = [{"transport": "tcp", "host": "127.0.0.1", "port": 0}]
+    ctl = sip_provisioned(
+        tmp_path, store_url, sip={"domain": DOMAIN, "listen": listen, "min_expires": 1}
+    )
+
+    async def scenario(server, ports):
+        expired = asyncio.Event()
+        server.on_expired = lambda gone: expired.set()
+        ua = await RawUA("tcp", ("127.0.0.1", ports["tcp"])).open()
+        assert (await ua.register(expires=1)).status == 200
+        ua.send_raw(b"\r\n\r\n")  # RFC 5626 keep-alive ping on the stream: a CRLF pong
+        assert await asyncio.wait_for(ua.pongs.get(), 5) == b"\r\n"
+        await expired.wait()  # committed removal (checked every second)
+        assert len(server.bindings) == 0
+
+    run_sip(ctl, scenario)
+    assert ctl.json("registrations", "list", "--json") == []
