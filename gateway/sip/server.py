@@ -229,6 +229,13 @@ class SipServer:
             self._stateless(request, flow, 503, extra=[("Retry-After", "5")])
             return
         self._server_flows[transaction.key] = flow
+        try:
+            self._dispatch(transaction, flow, now)
+        except SipError as exc:  # a header the handler needed is unusable: answer in-transaction
+            self.respond(transaction, exc.status, exc.reason)
+
+    def _dispatch(self, transaction: ServerTransaction, flow: Flow, now: datetime) -> None:
+        request = transaction.request
         max_forwards = request.headers.get("max-forwards")
         if max_forwards is not None and max_forwards.strip() == "0":
             self.respond(transaction, 483)

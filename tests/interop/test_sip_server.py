@@ -199,7 +199,7 @@ def test_message_from_app_is_stored_then_202(ctl, transport):
 
 def test_message_from_app_refusals(ctl):
     async def scenario(server, ports):
-        ua = await RawUA("udp", ("127.0.0.1", ports["udp"])).open()
+        ua = await RawUA("tcp", ("127.0.0.1", ports["tcp"])).open()
         forged = await ua.message("111222444", "hi", from_user="2222")
         assert forged.status == 403
         html = await ua.message("111222444", "<b>hi</b>", headers=[("Content-Type", "text/html")])
@@ -213,6 +213,8 @@ def test_message_from_app_refusals(ctl):
         assert latin.status == 415
         nowhere = await ua.message("not-a-number", "hi")
         assert nowhere.status == 404
+        # every refusal went through its transaction, and on TCP those end at once (timer J=0)
+        assert len(server.table) == 0
 
     run_sip(ctl, scenario)
     assert stored_messages(ctl) == []
