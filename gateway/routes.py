@@ -1,0 +1,134 @@
+# The routing table read from the store and cached in memory, replaced whole on reload.
+"""DIDs and service policies for :class:`routing.router.RoutingTable`, without a query per
+message.
+
+:func:`load_routing_table` reads them with two queries (DIDs joined to their accounts and
+products; policies joined to their connections).  :class:`RoutingCache` holds the current
+table; the node calls :meth:`RoutingCache.load` (blocking: in a thread) at start and every
+couple of seconds, so a DID, account, connection or policy changed with gatewayctl is routed
+by without a restart.  A reload that finds the same rows keeps the table and its version; one
+that fails (store unreachable, a bad row) raises and leaves the previous table in service.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, select
+
+from gateway.store.schema import accounts, connections, dids, policies, products
+from routing.router import RoutingTable
+
+DidRow = tuple[str, int | None, str | None, bool | None, bool | None]
+"""(e164, accounts.id, account_id, account enabled, product messaging); None: in the pool."""
+
+PolicyRow = tuple[str, int, str, int, bool]
+"""(pattern, connections.id, connection name, priority, connection enabled)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingRows:
+    """What the routing table is built from, as read; equal rows mean an equal table."""
+
+    dids: tuple[DidRow, ...]
+    policies: tuple[PolicyRow, ...]
+
+    def table(self) -> RoutingTable:
+        assigned = [
+            (e164, account, account_id, bool(enabled), bool(messaging))
+            for e164, account, account_id, enabled, messaging in self.dids
+            if account is not None and account_id is not None
+        ]
+        pool = [row[0] for row in self.dids if row[1] is None]
+        return RoutingTable.build(dids=assigned, policies=self.policies, pool=pool)
+
+
+def read_routing_rows(conn: Connection) -> RoutingRows:
+    """The rows of DIDs (assigned and pooled) and of policies, in a stable order."""
+    did_query = (
+        select(
+            dids.c.e164,
+            accounts.c.id,
+            accounts.c.account_id,
+            accounts.c.enabled,
+            products.c.messaging,
+        )
+        .select_from(dids)
+        .outerjoin(accounts, accounts.c.id == dids.c.account_id)
+        .outerjoin(products, products.c.id == accounts.c.product_id)
+        .order_by(dids.c.e164)
+    )
+    policy_query = (
+        select(
+            policies.c.pattern,
+            connections.c.id,
+            connections.c.name,
+            policies.c.priority,
+            connections.c.enabled,
+        )
+        .join(connections, connections.c.id == policies.c.connection_id)
+        .order_by(policies.c.id)
+    )
+    found_dids = tuple(
+        (e164, account, account_id, _flag(enabled), _flag(messaging))
+        for e164, account, account_id, enabled, messaging in conn.execute(did_query)
+    )
+    found_policies = tuple(
+        (pattern, connection, name, priority, bool(enabled))
+        for pattern, connection, name, priority, enabled in conn.execute(policy_query)
+    )
+    return RoutingRows(found_dids, found_policies)
+
+
+def load_routing_table(conn: Connection) -> RoutingTable:
+    """The routing table as the store holds it now (two queries)."""
+    return read_routing_rows(conn).table()
+
+
+class RoutingCache:
+    """The current :class:`RoutingTable`; :meth:`load` replaces it when provisioning changed.
+
+    ``table`` is read on the hot path (no lock, no query); ``version`` counts the loads that
+    changed the content (1 after the first load), so callers can log each reload.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._rows: RoutingRows | None = None
+        self._table: RoutingTable | None = None
+        self._version = 0
+
+    def load(self) -> bool:
+        """Read the store (blocking); True when the content changed and the table was replaced.
+
+        On an error the previous table stays in service and the error is raised to the caller.
+        """
+        with self._lock:
+            with self._engine.connect() as conn:
+                rows = read_routing_rows(conn)
+            if rows == self._rows:
+                return False
+            table = rows.table()
+            self._table = table
+            self._rows = rows
+            self._version += 1
+            return True
+
+    @property
+    def table(self) -> RoutingTable:
+        """The table in service; RuntimeError before the first successful :meth:`load`."""
+        table = self._table
+        if table is None:
+            raise RuntimeError("the routing table has not been loaded yet: call load() first")
+        return table
+
+    @property
+    def version(self) -> int:
+        """How many loads changed the content: 0 before the first, 1 after it."""
+        return self._version
+
+
+def _flag(value: bool | None) -> bool | None:
+    return None if value is None else bool(value)
