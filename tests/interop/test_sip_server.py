@@ -43,6 +43,9 @@ def test_register_challenge_then_ok_and_listed(ctl, transport):
             headers=[("Contact", f"<sip:1111@127.0.0.1:{ua.local[1]}>"), ("Expires", "300")],
         )
         assert first.status == 401
+        # RFC 3581: the answer says where the request really came from
+        assert f"rport={ua.local[1]}" in first.headers.get("Via")
+        assert "received=127.0.0.1" in first.headers.get("Via")
         offered = first.headers.get_all("WWW-Authenticate")
         assert [("SHA-256" in v, "MD5" in v) for v in offered] == [(True, False), (False, True)]
         assert all('qop="auth"' in v for v in offered)
