@@ -215,11 +215,9 @@ class SipServer:
         if request.method not in ("REGISTER", "MESSAGE", "OPTIONS"):
             self._stateless(request, flow, 405, extra=[("Allow", ALLOWED)])
             return
-        again = self.table.on_request(request, now)
-        if again is not None:
-            transaction = self.table.match_request(request)
-            assert transaction is not None
-            self._run(transaction, again)
+        known = self.table.match_request(request)
+        if known is not None:  # a retransmission: absorbed, the last answer sent again
+            self._run(known, self.table.settle(known, known.on_request(request, now)))
             return
         transaction = ServerTransaction(request, flow.reliable, now, self.timers)
         try:
