@@ -62,14 +62,15 @@ def message_request(
     from_user: str,
     to_user: str,
     text: str,
-) -> Request:
-    """A MESSAGE for one registered contact: Request-URI the contact, To the AOR, From the
-    original sender, the text as UTF-8 plain text."""
+) -> tuple[Request, str]:
+    """A MESSAGE for one registered contact, and its Via branch: Request-URI the contact,
+    To the AOR, From the original sender, the text as UTF-8 plain text."""
     host, port = via
     sent_by = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    branch = new_branch()
     headers = Headers(
         [
-            ("Via", f"SIP/2.0/{transport.upper()} {sent_by};branch={new_branch()};rport"),
+            ("Via", f"SIP/2.0/{transport.upper()} {sent_by};branch={branch};rport"),
             ("Max-Forwards", "70"),
             ("From", f"<sip:{quote(from_user, USER_SAFE)}@{domain}>;tag={secrets.token_hex(6)}"),
             ("To", f"<sip:{quote(to_user, USER_SAFE)}@{domain}>"),
@@ -78,7 +79,7 @@ def message_request(
             ("Content-Type", MESSAGE_CONTENT_TYPE),
         ]
     )
-    return Request("MESSAGE", parse_uri(contact), headers, text.encode("utf-8"))
+    return Request("MESSAGE", parse_uri(contact), headers, text.encode("utf-8")), branch
 
 
 class Delivery:

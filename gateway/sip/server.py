@@ -510,7 +510,7 @@ class SipServer:
             return OFFLINE
         delivery = Delivery(len(contacts))
         for binding in contacts:
-            request = message_request(
+            request, branch = message_request(
                 binding.contact,
                 transport=binding.transport,
                 via=self.transports.via_address(binding.transport),
@@ -522,16 +522,18 @@ class SipServer:
             host, port = binding.source
             flow = self.transports.flow_to(binding.transport, host, port)
             if flow is not None:
-                self._start_fork(delivery, flow, request)
+                self._start_fork(delivery, flow, request, branch)
             else:
                 self._spawn(
-                    self._connect_and_start(delivery, binding.contact, binding.transport, request)
+                    self._connect_and_start(
+                        delivery, binding.contact, binding.transport, request, branch
+                    )
                 )
         return await delivery.result
 
-    def _start_fork(self, delivery: Delivery, flow: Flow, request: Request) -> None:
+    def _start_fork(self, delivery: Delivery, flow: Flow, request: Request, branch: str) -> None:
         now = utcnow()
-        transaction = ClientTransaction(request, flow.reliable, now, self.timers)
+        transaction = ClientTransaction(request, flow.reliable, now, self.timers, branch=branch)
         try:
             self.table.add(transaction)
         except TableFull:
@@ -542,7 +544,7 @@ class SipServer:
         self._arm()
 
     async def _connect_and_start(
-        self, delivery: Delivery, contact: str, transport: str, request: Request
+        self, delivery: Delivery, contact: str, transport: str, request: Request, branch: str
     ) -> None:
         """No connection left to that app: open one to its Contact address (works when it
         is not behind NAT)."""
@@ -554,7 +556,7 @@ class SipServer:
             reason = f"Service Unavailable (cannot reach {uri.host}:{port}: {exc})"
             delivery.ended(503, reason[:200])
             return
-        self._start_fork(delivery, flow, request)
+        self._start_fork(delivery, flow, request, branch)
 
 
 def _stamp_via(request: Request, flow: Flow) -> None:

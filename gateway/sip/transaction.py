@@ -303,12 +303,23 @@ class ClientTransaction(_Machine[ClientEvent]):
     _table = CLIENT_TABLE
 
     def __init__(
-        self, request: Request, reliable: bool, now: datetime, timers: Timers = DEFAULT_TIMERS
+        self,
+        request: Request,
+        reliable: bool,
+        now: datetime,
+        timers: Timers = DEFAULT_TIMERS,
+        *,
+        branch: str | None = None,
     ) -> None:
+        """``branch``: the top Via branch when the caller built the request itself and knows
+        it (its CSeq method is then the request's method), which saves parsing them back."""
         _check_method(request.method)
         super().__init__(reliable, now, timers)
         self.request = request
-        self.key = ("client", request.vias()[0].branch or "", request.cseq().method)
+        if branch is None:
+            self.key = ("client", request.vias()[0].branch or "", request.cseq().method)
+        else:
+            self.key = ("client", branch, request.method)
         if not self.key[1].startswith(MAGIC_COOKIE):
             raise ValueError("a client transaction needs a z9hG4bK branch (§8.1.1.7)")
         self._data = request.to_bytes()
@@ -353,6 +364,7 @@ class ClientTransaction(_Machine[ClientEvent]):
             case Step.STOP_RETRANSMIT:
                 self._deadlines.pop(ClientEvent.TIMER_E, None)
                 self._deadlines.pop(ClientEvent.TIMER_F, None)
+                self._data = b""  # never sent again: do not hold it through timer K
             case Step.ARM_K:
                 self._deadlines[ClientEvent.TIMER_K] = now + self.timers.k(self.reliable)
             case Step.TIMEOUT:

@@ -513,3 +513,11 @@ def test_lossy_udp_recovers_from_lost_request_and_lost_response():
     link.run(until=at(120))
     assert [r.status for r in link.delivered] == [200]
     assert link.tu_requests == 1
+
+
+def test_known_branch_gives_the_same_key_as_parsing():
+    req = request(branch="z9hG4bKknown1")
+    assert (
+        ClientTransaction(req, False, T0, branch="z9hG4bKknown1").key
+        == ClientTransaction(req, False, T0).key
+    )
