@@ -10,12 +10,18 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from hypothesis import settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 import gatewayctl
 
 PG_ENV = "GATEWAY_TEST_POSTGRES"
+
+# No time limit per example: a deadline is a timing assertion, and the first example of a
+# test pays one-off costs (phonenumbers metadata loading) on a busy 2-core machine.
+settings.register_profile("gateway", deadline=None)
+settings.load_profile("gateway")
 
 
 def postgres_base_url() -> str | None:
