@@ -9,7 +9,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from gateway.smpp.storeops import message_row
 from gateway.smpp.text import choose_coding, count_parts
 from gateway.store.schema import messages
 from gateway.store.writer import Batch
@@ -28,36 +30,31 @@ def app_message_row(
     text: str,
     now: datetime,
     validity_until: datetime,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """The messages row of a text an app sent (UCS-2 when GSM 03.38 cannot carry it)."""
     coding = choose_coding(text)
-    return {
-        "id": message_id,
-        "origin": "account",
-        "carrier_id": None,
-        "account_id": account,
-        "connection_id": None,
+    fields = {
         "source": source,
         "source_ton": TON_INTERNATIONAL,
         "destination": destination,
         "data_coding": coding,
         "esm_class": 0,
-        "body_text": text,
-        "body_bytes": None,
-        "parts": count_parts(text, coding),
-        "registered_delivery": 0,
         "priority": 0,
-        "lane": "bulk",
-        "state": "accepted",
-        "reason": None,
-        "attempts": 0,
-        "route": None,
-        "peer_message_id": None,
-        "accepted_at": now,
-        "next_attempt_at": now,
         "validity_until": validity_until,
-        "final_at": None,
+        "schedule_at": None,
     }
+    return message_row(
+        message_id,
+        None,
+        fields,
+        text=text,
+        body=None,
+        parts=count_parts(text, coding),
+        registered_delivery=0,
+        now=now,
+        origin="account",
+        account_id=account,
+    )
 
 
 @dataclass

@@ -57,8 +57,11 @@ def message_row(
     now: datetime,
     state: str = "accepted",
     reason: str | None = None,
+    origin: str = "carrier",
+    account_id: int | None = None,
 ) -> dict[str, Any]:
-    """The messages row of a whole message (from a Submission or a part's stored meta)."""
+    """The messages row of a whole message (from a Submission, a part's stored meta, or
+    the fields of an app's MESSAGE with ``origin="account"``)."""
     meta = sub.fields() if isinstance(sub, Submission) else sub
     schedule = meta["schedule_at"]
     validity = meta["validity_until"]
@@ -70,9 +73,9 @@ def message_row(
     final = state not in PENDING_STATES
     return {
         "id": message_id,
-        "origin": "carrier",
+        "origin": origin,
         "carrier_id": carrier_id,
-        "account_id": None,
+        "account_id": account_id,
         "connection_id": None,
         "source": meta["source"],
         "source_ton": meta["source_ton"],
