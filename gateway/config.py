@@ -39,6 +39,7 @@ __all__ = [
     "LogConfig",
     "ManagementConfig",
     "Numbering",
+    "PluginConfig",
     "SipConfig",
     "SipListener",
     "SmppConfig",
@@ -614,6 +615,56 @@ class DeliveryConfig(_Checked):
         tuple(timedelta(seconds=s) for s in (5, 30, 120, 600, 3600)),
         check=_retry,
     )
+    verification_senders: tuple[str, ...] = setting(
+        "Senders whose messages go in the priority lane (verification services such as"
+        " Viber): source addresses compared without case, '*' matching any characters.",
+        (),
+    )
+    verification_keywords: tuple[str, ...] = setting(
+        "Words that, with a code of 4-8 digits in a short text, mark a verification message"
+        " (priority lane); compared without case.",
+        ("code", "otp", "pin", "password", "passcode", "verification", "verify", "رمز", "كود",
+         "código", "код"),
+    )  # fmt: skip
+    verification_max_length: int = setting(
+        "Longest text (characters) the verification-code rule looks at; longer texts are"
+        " bulk unless their sender or priority_flag says otherwise.",
+        160,
+        check=_between(1, 10_000),
+    )
+    max_in_flight: int = setting(
+        "Messages being sent at once (SIP transactions and submit_sm awaiting an answer),"
+        " over all destinations; each destination has at most one.",
+        1000,
+        check=_between(1, 100_000),
+    )
+    max_queued: int = setting(
+        "Messages held in memory waiting to be sent; beyond it they wait in the store and are"
+        " read back in order as the queue drains (memory stays bounded).",
+        100_000,
+        check=_between(100, 10_000_000),
+    )
+    max_hops: int = setting(
+        "Environments a message may pass through (loop protection between environments); a"
+        " message that would go further, or visit an environment twice, fails.",
+        5,
+        check=_between(1, 32),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginConfig(_Checked):
+    """One plugin: hooks on acceptance, routing and outcomes (see docs/plugins.md)."""
+
+    name: str = setting(
+        "The plugin's registered name: a module of plugins/ (webhook, content_filter) or an"
+        " entry point in the group smpp_sip_gateway.plugins.",
+        check=_matching(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}", "a plugin name"),
+    )
+    enabled: bool = setting("Whether the plugin is loaded.", True)
+    options: Mapping[str, Any] | None = setting(
+        "The plugin's own settings (a mapping); the plugin checks them at start.", None
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -653,6 +704,7 @@ class Config(_Checked):
         check=_not_empty,
     )
     log: LogConfig = setting("Logging.", LogConfig())
+    plugins: tuple[PluginConfig, ...] = setting("Plugins, called in this order.", ())
     source: str = setting("File this configuration was read from (not a YAML key).", "", key=False)
 
     @property
@@ -709,6 +761,12 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         if not isinstance(value, str):
             raise _Invalid(path, f"expected a string, got {_describe(value)}")
         return value
+    if origin is Mapping:  # free-form: the plugin's options, checked by the plugin
+        if value is None:
+            return types.MappingProxyType({})
+        if not isinstance(value, Mapping):
+            raise _Invalid(path, f"expected a mapping, got {_describe(value)}")
+        return types.MappingProxyType({str(k): v for k, v in value.items()})
     if tp is timedelta:
         if isinstance(value, timedelta):
             return value

@@ -10,8 +10,15 @@ row changes to write.
       |--reject--> rejected  ^             |--permanent--> failed
       |--expire--> expired   |             |--temporary--> retry-wait --expire--> expired
       |--cancel--> deleted   +----due-------------------------/
+                                           |--handed--> forwarded --ok--> delivered
+                                                          |--permanent--> failed
+                                                          |--expire--> expired
     routed and retry-wait may also expire or be cancelled; routed may go straight to
     retry-wait (temporary: e.g. the app is offline); a lost send is recovered to routed.
+
+``forwarded``: a peer environment or vendor accepted the message (submit_sm_resp ESME_ROK);
+its delivery receipt decides the outcome. A message that never gets one expires at the end
+of its validity.
 
 A temporary failure after the validity has run out, or with no retry left in the validity,
 ends in ``expired`` (the receipt says EXPIRED), never in another retry. ``sending`` cannot
@@ -35,6 +42,7 @@ class MessageState(StrEnum):
     SENDING = "sending"
     RETRY_WAIT = "retry-wait"
     DELIVERED = "delivered"
+    FORWARDED = "forwarded"
     FAILED = "failed"
     EXPIRED = "expired"
     REJECTED = "rejected"
@@ -48,6 +56,7 @@ class MessageEvent(StrEnum):
     OK = "ok"  # the app answered 2xx / the peer accepted it (and its receipt says delivered)
     TEMPORARY = "temporary"  # 408/480/503/timeout/transport error, offline, peer throttling
     PERMANENT = "permanent"  # 404/415/488/other final failure, peer refused for good
+    HANDED = "handed"  # a peer accepted it over SMPP: its receipt will tell the outcome
     DUE = "due"  # retry time reached (or the offline account registered)
     EXPIRE = "expire"  # validity ran out
     CANCEL = "cancel"  # the originator cancelled it (cancel_sm)
@@ -70,6 +79,10 @@ TABLE: dict[tuple[MessageState, MessageEvent], MessageState] = {
     (S.SENDING, E.TEMPORARY): S.RETRY_WAIT,
     (S.SENDING, E.PERMANENT): S.FAILED,
     (S.SENDING, E.RECOVER): S.ROUTED,
+    (S.SENDING, E.HANDED): S.FORWARDED,
+    (S.FORWARDED, E.OK): S.DELIVERED,
+    (S.FORWARDED, E.PERMANENT): S.FAILED,
+    (S.FORWARDED, E.EXPIRE): S.EXPIRED,
     (S.RETRY_WAIT, E.DUE): S.ROUTED,
     (S.RETRY_WAIT, E.EXPIRE): S.EXPIRED,
     (S.RETRY_WAIT, E.CANCEL): S.DELETED,

@@ -38,16 +38,24 @@ import calendar
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from enum import IntEnum
 from typing import Any
 
 from gateway.errors import GatewayError
-from gateway.smpp.constants import RESPONSE_BIT, TLV_LENGTHS, CommandId, Status, resp_of
+from gateway.smpp.constants import (
+    RESPONSE_BIT,
+    TLV_LENGTHS,
+    CommandId,
+    Status,
+    VendorStatus,
+    resp_of,
+)
 
 S = Status
 _HEADER = struct.Struct(">IIII")
 _TL = struct.Struct(">HH")
 _COMMANDS = {int(c): c for c in CommandId}
-_STATUSES = {int(s): s for s in Status}
+_STATUSES: dict[int, IntEnum] = {int(s): s for s in (*Status, *VendorStatus)}
 _TLV_LENGTHS = TLV_LENGTHS
 
 

@@ -112,6 +112,13 @@ class Status(IntEnum):
     ESME_RUNKNOWNERR = 0x000000FF
 
 
+class VendorStatus(IntEnum):
+    """This gateway's command_status values in the SMSC vendor range 0x400-0x4FF (§5.1.3)."""
+
+    GW_LOOP_DETECTED = 0x00000400  # the message already passed through this environment
+    GW_TOO_MANY_HOPS = 0x00000401  # it passed through more environments than allowed
+
+
 class Tag(IntEnum):
     """Optional parameter (TLV) tags of SMPP 3.4 §5.3.2; 0x1400-0x3FFF are vendor tags.
 

@@ -45,6 +45,24 @@ class Item:
     attempts: int = 0
 
 
+def stage_pdu(batch: Batch, carrier_id: int, pdu: Pdu, message_id: int | None) -> Item:
+    """Add ``pdu`` for the carrier to ``batch``; once committed, hand the Item to
+    :meth:`Outbox.queued` (the pipeline writes receipts in the transaction of the outcome)."""
+    [pk] = batch.new_ids(1)
+    batch.add(
+        outbox,
+        {
+            "id": pk,
+            "carrier_id": carrier_id,
+            "message_id": message_id,
+            "pdu": encode(pdu),
+            "created_at": datetime.now(UTC),
+            "attempts": 0,
+        },
+    )
+    return Item(pk, carrier_id, pdu)
+
+
 @dataclass
 class _Store:
     """Write one PDU to the outbox; then hand it to the outbox for sending."""
@@ -56,19 +74,7 @@ class _Store:
     item: Item | None = None
 
     def stage(self, batch: Batch) -> None:
-        [pk] = batch.new_ids(1)
-        self.item = Item(pk, self.carrier_id, self.pdu)
-        batch.add(
-            outbox,
-            {
-                "id": pk,
-                "carrier_id": self.carrier_id,
-                "message_id": self.message_id,
-                "pdu": encode(self.pdu),
-                "created_at": datetime.now(UTC),
-                "attempts": 0,
-            },
-        )
+        self.item = stage_pdu(batch, self.carrier_id, self.pdu, self.message_id)
 
     def finish(self, error: BaseException | None) -> None:
         if error is not None or self.item is None:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection
 
+from gateway.admission import Admission
 from gateway.smpp.accept import Submission
 from gateway.smpp.codec import Pdu, format_time
 from gateway.smpp.constants import Status
@@ -31,6 +32,7 @@ SMPP_STATE = {
     "routed": "ENROUTE",
     "sending": "ENROUTE",
     "retry-wait": "ENROUTE",
+    "forwarded": "ENROUTE",
     "delivered": "DELIVRD",
     "expired": "EXPIRED",
     "deleted": "DELETED",
@@ -59,9 +61,12 @@ def message_row(
     reason: str | None = None,
     origin: str = "carrier",
     account_id: int | None = None,
+    connection_id: int | None = None,
+    admission: Admission | None = None,
 ) -> dict[str, Any]:
     """The messages row of a whole message (from a Submission, a part's stored meta, or
-    the fields of an app's MESSAGE with ``origin="account"``)."""
+    the fields of an app's MESSAGE with ``origin="account"``); ``admission`` is what the
+    pipeline decided at submit time (route, lane, parked for an offline app)."""
     meta = sub.fields() if isinstance(sub, Submission) else sub
     schedule = meta["schedule_at"]
     validity = meta["validity_until"]
@@ -70,13 +75,20 @@ def message_row(
     if isinstance(validity, str):
         validity = datetime.fromisoformat(validity)
     priority = int(meta["priority"])
+    lane = "priority" if priority > 0 else "bulk"
+    route = path = next_attempt_at = None
+    if admission is not None and state == "accepted":
+        state, reason, lane = admission.state, admission.reason, admission.lane
+        route, path, next_attempt_at = admission.route, admission.path, admission.next_attempt_at
     final = state not in PENDING_STATES
+    if next_attempt_at is None and not final:
+        next_attempt_at = schedule or now
     return {
         "id": message_id,
         "origin": origin,
         "carrier_id": carrier_id,
         "account_id": account_id,
-        "connection_id": None,
+        "connection_id": connection_id,
         "source": meta["source"],
         "source_ton": meta["source_ton"],
         "destination": meta["destination"],
@@ -87,14 +99,16 @@ def message_row(
         "parts": parts,
         "registered_delivery": registered_delivery,
         "priority": priority,
-        "lane": "priority" if priority > 0 else "bulk",
+        "lane": lane,
         "state": state,
         "reason": reason,
+        "error_code": None,
         "attempts": 0,
-        "route": None,
+        "route": route,
         "peer_message_id": None,
+        "path": path,
         "accepted_at": now,
-        "next_attempt_at": None if final else (schedule or now),
+        "next_attempt_at": None if final else next_attempt_at,
         "validity_until": validity,
         "final_at": now if final else None,
     }

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Dialect, Table, insert
+from sqlalchemy import JSON, Dialect, Table, bindparam, insert, update
 from sqlalchemy.engine import Connection
 
 from gateway.store.types import UTCDateTime
@@ -54,12 +54,18 @@ def _converter(column_type: Any, dialect: Dialect) -> Convert | None:
 
 
 class FastInsert:
-    """An INSERT of every column of ``table``, compiled for ``dialect``."""
+    """An INSERT of every column of ``table``, compiled for ``dialect``; with ``ignore``, a
+    row whose unique key is already stored is skipped (idempotent writes such as CDRs)."""
 
-    def __init__(self, table: Table, dialect: Dialect) -> None:
+    def __init__(self, table: Table, dialect: Dialect, *, ignore: bool = False) -> None:
         names = [c.name for c in table.columns]
         compiled = insert(table).compile(dialect=dialect, column_keys=names)
         self.sql = str(compiled)
+        if ignore:
+            if dialect.name == "sqlite":
+                self.sql = self.sql.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
+            else:
+                self.sql += " ON CONFLICT DO NOTHING"
         self.positional = bool(compiled.positional)
         order = list(compiled.positiontup or []) if self.positional else names
         self.order = order
@@ -83,3 +89,47 @@ class FastInsert:
                     out[name] = conv(out[name])
                 params.append(out)
         conn.exec_driver_sql(self.sql, params)
+
+
+class FastUpdate:
+    """``UPDATE table SET <columns> WHERE <key> = ? [AND guard]`` compiled once for ``dialect``,
+    run as one executemany over dicts holding the columns and the key (values converted as
+    the column types would)."""
+
+    def __init__(
+        self, table: Table, columns: list[str], key: str, dialect: Dialect, guard: str = ""
+    ) -> None:
+        statement = update(table).where(table.c[key] == bindparam("_key"))
+        statement = statement.values({name: bindparam(name) for name in columns})
+        compiled = statement.compile(dialect=dialect)
+        # ``guard``: a fixed SQL condition of the code's own (never data), e.g. on the state
+        self.sql = str(compiled) + (f" AND {guard}" if guard else "")
+        self.positional = bool(compiled.positional)
+        self.order = list(compiled.positiontup or []) if self.positional else [*columns, "_key"]
+        self.key = key
+        self.converters = [
+            (name, None if name == "_key" else _converter(table.c[name].type, dialect))
+            for name in self.order
+        ]
+
+    def execute(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
+        """Run the update for every row; returns the rows changed (as the driver counts)."""
+        key = self.key
+        if self.positional:
+            params: list[Any] = [
+                tuple(
+                    (row[key] if name == "_key" else (conv(row[name]) if conv else row[name]))
+                    for name, conv in self.converters
+                )
+                for row in rows
+            ]
+        else:
+            params = [
+                {
+                    name: (row[key] if name == "_key" else (conv(row[name]) if conv else row[name]))
+                    for name, conv in self.converters
+                }
+                for row in rows
+            ]
+        result = conn.exec_driver_sql(self.sql, params)
+        return int(result.rowcount)

@@ -182,9 +182,11 @@ messages = Table(
     Column("lane", String(12), nullable=False),
     Column("state", String(12), nullable=False),
     Column("reason", String(255), nullable=True),
+    Column("error_code", Integer, nullable=True),  # SIP status / SMPP command_status of a failure
     Column("attempts", Integer, nullable=False),
     Column("route", String(64), nullable=True),
     Column("peer_message_id", String(65), nullable=True),
+    Column("path", String(255), nullable=True),  # envs the message came through (loop guard)
     Column("accepted_at", UTCDateTime, nullable=False),
     Column("next_attempt_at", UTCDateTime, nullable=True),
     Column("validity_until", UTCDateTime, nullable=False),
@@ -223,6 +225,23 @@ outbox = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("attempts", Integer, nullable=False),
     Index(None, "carrier_id", "id"),
+)
+
+# Messages forwarded over an outbound SMPP connection: the peer's id of each part, so its
+# receipts find our message; a message is final once every part has its final receipt.
+forwards = Table(
+    "forwards",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("message_id", BigInteger, nullable=False, index=True),
+    Column("connection_id", ForeignKey("connections.id"), nullable=False),
+    Column("peer_message_id", String(65), nullable=False),
+    Column("part", SmallInteger, nullable=False),
+    Column("parts", SmallInteger, nullable=False),
+    Column("stat", String(7), nullable=True),  # the part's final receipt state, once known
+    Column("err", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("connection_id", "peer_message_id"),
 )
 
 # Blocks of ids handed to a gateway process (hi/lo), so ids are known before the insert and

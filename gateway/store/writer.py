@@ -20,51 +20,89 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import Dialect, Engine, Table
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.store.fastinsert import FastInsert
+from gateway.store.fastinsert import FastInsert, FastUpdate
 from gateway.store.ids import IdAllocator
 
 log = logging.getLogger("gateway.store.writer")
 
 
+@dataclass(frozen=True)
+class UpdateSpec:
+    """A grouped UPDATE: ``columns`` set by ``key`` (one executemany per batch), ``guard`` a
+    fixed SQL condition of the code's own added to the WHERE."""
+
+    table: Table
+    columns: tuple[str, ...]
+    key: str = "id"
+    guard: str = ""
+
+
 class Batch:
-    """What one transaction holds: rows per table (inserted first), then statements."""
+    """What one transaction holds: rows per table (inserted first), grouped updates, then
+    statements. A statement may add rows or updates: they are written in a further round of
+    the same transaction."""
 
     def __init__(self, ids: IdAllocator) -> None:
         self._ids = ids
-        self.rows: dict[Table, list[dict[str, Any]]] = {}
+        self.rows: dict[tuple[Table, bool], list[dict[str, Any]]] = {}
+        self.updates: dict[UpdateSpec, list[dict[str, Any]]] = {}
         self.statements: list[Callable[[Connection], None]] = []
 
     def new_ids(self, count: int = 1) -> list[int]:
         return self._ids.take(count)
 
-    def add(self, table: Table, row: dict[str, Any]) -> None:
-        self.rows.setdefault(table, []).append(row)
+    def add(self, table: Table, row: dict[str, Any], *, ignore: bool = False) -> None:
+        """Insert ``row``; with ``ignore``, a row whose unique key exists is skipped."""
+        self.rows.setdefault((table, ignore), []).append(row)
+
+    def change(self, spec: UpdateSpec, row: dict[str, Any]) -> None:
+        """Update one row by its key with ``spec`` (``row`` holds the columns and the key)."""
+        self.updates.setdefault(spec, []).append(row)
 
     def then(self, statement: Callable[[Connection], None]) -> None:
-        """Run ``statement`` in the same transaction, after the grouped inserts."""
+        """Run ``statement`` in the same transaction, after the grouped inserts and updates."""
         self.statements.append(statement)
 
     def write(self, conn: Connection) -> None:
-        for table, rows in self.rows.items():
-            _inserter(table, conn.dialect).execute(conn, rows)
-        for statement in self.statements:
-            statement(conn)
+        dialect = conn.dialect
+        while self.rows or self.updates or self.statements:
+            rows, self.rows = self.rows, {}
+            updates, self.updates = self.updates, {}
+            statements, self.statements = self.statements, []
+            for (table, ignore), group in rows.items():
+                _inserter(table, dialect, ignore).execute(conn, group)
+            for spec, group in updates.items():
+                _updater(spec, dialect).execute(conn, group)
+            for statement in statements:
+                statement(conn)
 
 
-_INSERTERS: dict[tuple[str, str], FastInsert] = {}
+_INSERTERS: dict[tuple[str, str, bool], FastInsert] = {}
+_UPDATERS: dict[tuple[UpdateSpec, str], FastUpdate] = {}
 
 
-def _inserter(table: Table, dialect: Dialect) -> FastInsert:
-    key = (table.name, dialect.name)
+def _inserter(table: Table, dialect: Dialect, ignore: bool = False) -> FastInsert:
+    key = (table.name, dialect.name, ignore)
     found = _INSERTERS.get(key)
     if found is None:
-        found = _INSERTERS[key] = FastInsert(table, dialect)
+        found = _INSERTERS[key] = FastInsert(table, dialect, ignore=ignore)
+    return found
+
+
+def _updater(spec: UpdateSpec, dialect: Dialect) -> FastUpdate:
+    key = (spec, dialect.name)
+    found = _UPDATERS.get(key)
+    if found is None:
+        found = _UPDATERS[key] = FastUpdate(
+            spec.table, list(spec.columns), spec.key, dialect, spec.guard
+        )
     return found
 
 

@@ -30,9 +30,11 @@ def message(i: int, when: datetime) -> dict:
         "lane": "bulk",
         "state": "accepted",
         "reason": None,
+        "error_code": None,
         "attempts": 0,
         "route": None,
         "peer_message_id": None,
+        "path": "env1,env4" if i % 2 else None,
         "accepted_at": when,
         "next_attempt_at": when + timedelta(seconds=i),
         "validity_until": when + timedelta(days=2),
@@ -103,3 +105,51 @@ def test_fast_rows_read_back_like_sqlalchemy_rows(store_url: str) -> None:
         and stored_part["payload"] == b"\x06'"
     )
     assert sorted(later) == [3, 4]
+
+
+def test_grouped_updates_and_ignored_duplicates_in_one_batch(store_url: str) -> None:
+    from gateway.store.ids import IdAllocator
+    from gateway.store.schema import cdrs
+    from gateway.store.writer import Batch, UpdateSpec
+
+    engine = make_engine(store_url)
+    migrate(engine)
+    when = datetime(2026, 12, 1, 7, 30, tzinfo=UTC)
+    with engine.begin() as conn:
+        rows = [{**message(i, when), "carrier_id": None} for i in (1, 2, 3)]
+        FastInsert(messages, conn.dialect).execute(conn, rows)
+        conn.execute(messages.update().where(messages.c.id == 3).values(state="delivered"))
+    spec = UpdateSpec(messages, ("state", "final_at"), guard="state <> 'delivered'")
+    cdr = {
+        "id": 50,
+        "message_id": 1,
+        "leg": "in",
+        "carrier_id": None,
+        "account_id": None,
+        "connection_id": None,
+        "source": "a",
+        "destination": "1",
+        "parts": 1,
+        "data_coding": 0,
+        "route": None,
+        "state": "failed",
+        "reason": None,
+        "accepted_at": when,
+        "final_at": when,
+    }
+    batch = Batch(IdAllocator(engine))
+    for i in (1, 2, 3):
+        batch.change(spec, {"id": i, "state": "failed", "final_at": when + timedelta(hours=1)})
+    batch.add(cdrs, cdr, ignore=True)
+    # a statement may add more rows: they are written in a second round of the transaction
+    batch.then(lambda conn: batch.add(cdrs, {**cdr, "id": 51}, ignore=True))
+    with engine.begin() as conn:
+        batch.write(conn)
+    with engine.connect() as conn:
+        states = dict(conn.execute(select(messages.c.id, messages.c.state)).all())
+        final = conn.execute(select(messages.c.final_at).where(messages.c.id == 2)).scalar_one()
+        stored = conn.execute(select(cdrs.c.id)).scalars().all()
+    engine.dispose()
+    assert states == {1: "failed", 2: "failed", 3: "delivered"}  # the guard kept 3
+    assert final == when + timedelta(hours=1)
+    assert stored == [50]  # the duplicate (message_id, leg) was ignored
