@@ -1,10 +1,11 @@
 # The gateway process: checks what the config points at, opens the store, runs until a signal.
 """Wiring of one gateway node.
 
-The node checks its config and store, starts the batch writer, the SMPP listeners and the SIP
-side (registrar, MESSAGE), and serves until SIGINT or SIGTERM; the delivery pipeline
-attaches here (issue 5). Shutdown is ordered: stop accepting, answer and unbind every carrier,
-write what is queued, close the store.
+The node checks its config and store, starts the batch writer, the plugins, the SIP side
+(registrar, MESSAGE), the delivery pipeline, the SMPP listeners and the outbound connections,
+and serves until SIGINT or SIGTERM. Shutdown is ordered: stop accepting (answer and unbind
+every carrier), let the pipeline settle what is in flight, unbind the connections, close the
+SIP side and the plugins, write what is queued, close the store.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.config import Config, format_duration
+from gateway.connections import ConnectionManager
 from gateway.errors import GatewayError
+from gateway.pipeline import Pipeline
+from gateway.routes import RoutingCache
 from gateway.secrets import SecretBox
 from gateway.sip.accounts import AccountDirectory
 from gateway.sip.server import SipServer
@@ -29,6 +33,7 @@ from gateway.smpp.carriers import CarrierDirectory
 from gateway.smpp.server import SmppServer
 from gateway.store.engine import display_url, make_engine, require_current
 from gateway.store.writer import BatchWriter
+from plugins import PluginHost
 
 log = logging.getLogger("gateway")
 
@@ -116,7 +121,13 @@ async def _wait_for_signal() -> str:
     return await stop
 
 
-async def _reload_forever(smpp: SmppServer, accounts: AccountDirectory, every: float) -> None:
+async def _reload_forever(
+    smpp: SmppServer,
+    accounts: AccountDirectory,
+    routes: RoutingCache,
+    connections: ConnectionManager,
+    every: float,
+) -> None:
     """Provisioning changes made with gatewayctl reach the running node within ``every``."""
     loop = asyncio.get_running_loop()
     while True:
@@ -127,34 +138,65 @@ async def _reload_forever(smpp: SmppServer, accounts: AccountDirectory, every: f
             await loop.run_in_executor(None, accounts.load)
             if len(accounts) != before:
                 log.info("sip: %d accounts (was %d)", len(accounts), before)
+            if await loop.run_in_executor(None, routes.load):
+                table = routes.table
+                log.info(
+                    "routing: %d DIDs, %d policies (version %d)",
+                    table.did_count,
+                    table.policy_count,
+                    routes.version,
+                )
+            await connections.reload()
         except SQLAlchemyError as exc:
-            log.warning("reloading carriers and accounts failed: %s", exc)
+            log.warning("reloading provisioning failed: %s", exc)
             continue
         smpp.enforce_directory()
 
 
 async def run(config: Config, engine: Engine) -> None:
-    """Start the listeners, serve until a signal, then shut down in order."""
+    """Start the listeners and the pipeline, serve until a signal, then shut down in order."""
     loop = asyncio.get_running_loop()
+    plugins = PluginHost.load(config.plugins, config.source)
+    box = SecretBox.from_key_file(config.secret_key_file)
     writer = BatchWriter(engine)
     writer.start(loop)
     directory = CarrierDirectory(engine)
     await loop.run_in_executor(None, directory.load)
     accounts = AccountDirectory(engine)
     await loop.run_in_executor(None, accounts.load)
+    routes = RoutingCache(engine)
+    await loop.run_in_executor(None, routes.load)
     smpp = SmppServer(config, engine, writer, directory)
     sip = SipServer(config, engine, writer, accounts)
-    reload = loop.create_task(_reload_forever(smpp, accounts, RELOAD_SECONDS))
+    pipeline = Pipeline(config, writer, routes, accounts, directory, plugins)
+    connections = ConnectionManager(config, engine, writer, box, pipeline)
+    pipeline.sip, pipeline.outbox, pipeline.connections = sip, smpp.outbox, connections
+    smpp.pipeline = sip.pipeline = pipeline
+    sip.on_registered = pipeline.registered
+    reload = loop.create_task(_reload_forever(smpp, accounts, routes, connections, RELOAD_SECONDS))
     try:
-        await smpp.start()
+        await plugins.start()
         await sip.start()
+        await pipeline.start()
+        await smpp.start()
+        await connections.reload()
+        table = routes.table
+        log.info(
+            "routing: %d DIDs, %d policies, %d outbound connections",
+            table.did_count,
+            table.policy_count,
+            len(connections),
+        )
         log.warning("the management listener is not served yet in this release")
         received = await _wait_for_signal()
         log.info("%s received, shutting down", received)
     finally:
         reload.cancel()
-        await sip.close()
         await smpp.close()
+        await pipeline.close()
+        await connections.close()
+        await sip.close()
+        await plugins.close()
         await loop.run_in_executor(None, writer.close)
         if writer.commits:
             log.info(

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gateway.admission import Admission
 from gateway.smpp.storeops import message_row
 from gateway.smpp.text import choose_coding, count_parts
 from gateway.store.schema import messages
@@ -30,6 +31,7 @@ def app_message_row(
     text: str,
     now: datetime,
     validity_until: datetime,
+    admission: Admission | None = None,
 ) -> dict[str, Any]:
     """The messages row of a text an app sent (UCS-2 when GSM 03.38 cannot carry it)."""
     coding = choose_coding(text)
@@ -54,6 +56,7 @@ def app_message_row(
         now=now,
         origin="account",
         account_id=account,
+        admission=admission,
     )
 
 
@@ -67,25 +70,25 @@ class StoreAppMessageOp:
     text: str
     now: datetime
     validity_until: datetime
-    done: Callable[[int, BaseException | None], None]
-    message_id: int = 0
+    done: Callable[[dict[str, Any], BaseException | None], None]
+    admission: Admission | None = None
+    row: dict[str, Any] = field(default_factory=dict)
 
     def stage(self, batch: Batch) -> None:
-        [self.message_id] = batch.new_ids(1)
-        batch.add(
-            messages,
-            app_message_row(
-                self.message_id,
-                account=self.account,
-                source=self.source,
-                destination=self.destination,
-                text=self.text,
-                now=self.now,
-                validity_until=self.validity_until,
-            ),
+        [message_id] = batch.new_ids(1)
+        self.row = app_message_row(
+            message_id,
+            account=self.account,
+            source=self.source,
+            destination=self.destination,
+            text=self.text,
+            now=self.now,
+            validity_until=self.validity_until,
+            admission=self.admission,
         )
+        batch.add(messages, self.row)
 
     def finish(self, error: BaseException | None) -> None:
         if error is not None:
             log.error("message from account %d not stored: %s", self.account, error)
-        self.done(self.message_id, error)
+        self.done(self.row, error)

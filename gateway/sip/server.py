@@ -18,10 +18,12 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from sqlalchemy import Engine
 
+from gateway.admission import Refused
 from gateway.config import Config
 from gateway.errors import InvalidInput
 from gateway.sip.accounts import AccountDirectory, SipAccount
@@ -60,6 +62,9 @@ from gateway.sip.transport import Flow, SipTransports
 from gateway.smpp.guard import AuthGuard
 from gateway.store.writer import BatchWriter
 from routing.numbers import normalise
+
+if TYPE_CHECKING:
+    from gateway.pipeline import Pipeline
 
 log = logging.getLogger("gateway.sip")
 
@@ -121,7 +126,8 @@ class SipServer:
         )
         self.stats: Counter[str] = Counter()
         self.on_registered: Callable[[SipAccount], None] | None = None
-        self.on_app_message: Callable[[int], None] | None = None
+        self.on_app_message: Callable[[dict[str, Any]], None] | None = None
+        self.pipeline: Pipeline | None = None  # attached by the node: admits app messages
         self.on_expired: Callable[[list[Binding]], None] | None = None
         self._server_flows: dict[tuple[object, ...], Flow] = {}
         self._forks: dict[tuple[object, ...], _Fork] = {}
@@ -479,14 +485,37 @@ class SipServer:
         except InvalidInput as exc:
             self.respond(transaction, 404, f"Not Found ({exc.reason[:100]})")
             return
+        validity_until = now + self.config.delivery.validity
+        admission = None
+        if self.pipeline is not None:
+            try:
+                admission = self.pipeline.admit(
+                    origin="account",
+                    sender=account.account_id,
+                    source=account.did,
+                    destination=destination,
+                    text=text,
+                    priority=0,
+                    validity_until=validity_until,
+                    now=now,
+                )
+            except Refused as exc:
+                log.info("MESSAGE from %s refused: %s", account.account_id, exc.reason)
+                phrase = {403: "Forbidden", 482: "Loop Detected", 483: "Too Many Hops"}
+                self.respond(
+                    transaction, exc.sip, f"{phrase.get(exc.sip, 'Not Found')} ({exc.reason[:120]})"
+                )
+                return
 
-        def done(message_id: int, error: BaseException | None) -> None:
+        def done(row: dict[str, Any], error: BaseException | None) -> None:
             if error is not None:
                 self.respond(transaction, 500, "Server Internal Error (message not stored)")
                 return
             self.respond(transaction, 202)
+            if self.pipeline is not None:
+                self.pipeline.accepted(row)
             if self.on_app_message is not None:
-                self.on_app_message(message_id)
+                self.on_app_message(row)
 
         self.writer.submit(
             StoreAppMessageOp(
@@ -495,12 +524,17 @@ class SipServer:
                 destination=destination,
                 text=text,
                 now=now,
-                validity_until=now + self.config.delivery.validity,
+                validity_until=validity_until,
                 done=done,
+                admission=admission,
             )
         )
 
     # -- MESSAGE to an app ----------------------------------------------------------------------
+    def live_contacts(self, account: int, now: datetime) -> int:
+        """How many registered contacts the account has right now."""
+        return len(self.bindings.contacts(account, now))
+
     async def send_message(
         self, account: SipAccount, *, from_user: str, to_user: str, text: str
     ) -> Outcome:

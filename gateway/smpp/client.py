@@ -5,16 +5,18 @@ timer at the session's next deadline).
 
 ``submit`` sends a routed message (split into parts as needed), each part waiting for room
 in the window and for the throughput limit; the message's result comes once every part is
-answered. deliver_sm from the peer are receipts (handed to ``on_receipt`` and answered
-ESME_ROK) or MO messages (``on_mo`` stores them; its status is the answer, sent only after
-it returns). Everything waiting is bounded: the window, the line of submits waiting for it
-(``max_queued``; beyond it "queue full"), the peer's unanswered deliver_sm.
+answered. deliver_sm from the peer are receipts (handed to ``on_receipt``; answered ESME_ROK,
+or, when it returns an awaitable, with the status it resolves to) or MO messages (``on_mo``
+stores them; its status is the answer, sent only after it returns). Everything waiting is
+bounded: the window, the line of submits waiting for it (``max_queued``; beyond it "queue
+full"), the peer's unanswered deliver_sm.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import secrets
 import ssl
@@ -134,7 +136,7 @@ def _status_name(status: int) -> str:
     return getattr(status, "name", f"0x{status:08x}")
 
 
-OnReceipt = Callable[[str, Receipt, Pdu], None]
+OnReceipt = Callable[[str, Receipt, Pdu], Awaitable[int] | None]
 OnMo = Callable[[Pdu], Awaitable[int]]
 
 
@@ -382,12 +384,25 @@ class SmppClient:
             link.respond(pdu, exc.status)
             return
         try:
-            self.on_receipt(receipt.message_id, receipt, pdu)
+            result = self.on_receipt(receipt.message_id, receipt, pdu)
         except Exception:
             log.exception("connection %s: on_receipt failed", self.settings.name)
             link.respond(pdu, Status.ESME_RX_T_APPN)
             return
+        if inspect.isawaitable(result):  # recorded first, then answered (like an MO)
+            task = asyncio.get_running_loop().create_task(self._answer_after(link, pdu, result))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
         link.respond(pdu, Status.ESME_ROK)
+
+    async def _answer_after(self, link: _Link, pdu: Pdu, result: Awaitable[int]) -> None:
+        try:
+            status = int(await result)
+        except Exception:
+            log.exception("connection %s: on_receipt failed", self.settings.name)
+            status = Status.ESME_RX_T_APPN
+        link.respond(pdu, status)
 
     async def _mo(self, link: _Link, pdu: Pdu) -> None:
         try:

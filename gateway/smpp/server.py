@@ -12,17 +12,21 @@ import asyncio
 import logging
 import ssl
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Engine, select
 
+from gateway.admission import Refused
 from gateway.config import Config
+from gateway.queue import Pending
 from gateway.smpp.accept import Rules, read_submission
 from gateway.smpp.carriers import Carrier, CarrierDirectory, bind_status
 from gateway.smpp.codec import Pdu, SmppError
 from gateway.smpp.constants import CommandId, Status
 from gateway.smpp.guard import AuthGuard, BindCounter, TokenBucket
+from gateway.smpp.hops import parse_path, read_path
 from gateway.smpp.outbox import Item, Outbox
+from gateway.smpp.receipt import parse_message_id
 from gateway.smpp.session import (
     BindRequested,
     Closed,
@@ -43,9 +47,12 @@ from gateway.smpp.storeops import (
     QueryOp,
     group_key,
 )
-from gateway.smpp.text import Reassembler
+from gateway.smpp.text import Reassembler, TextError, decode_text, is_binary
 from gateway.store.schema import fragments
 from gateway.store.writer import BatchWriter
+
+if TYPE_CHECKING:
+    from gateway.pipeline import Pipeline
 
 log = logging.getLogger("gateway.smpp")
 
@@ -90,6 +97,7 @@ class SmppServer:
         self._rules: dict[str, Rules] = {}
         self._idle = asyncio.Event()
         self._expiry: asyncio.TimerHandle | None = None
+        self.pipeline: Pipeline | None = None  # attached by the node; None: store only
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -193,11 +201,62 @@ class SmppServer:
         self._arm_expiry()
         if whole is None:
             return None
+        meta = sub.meta()
+        if op.admission is not None and op.admission.path:
+            meta["path"] = op.admission.path
         assemble = AssembleOp(
-            key, op.carrier_id, sub.meta(), whole, total, sub.registered_delivery, utcnow()
+            key,
+            op.carrier_id,
+            meta,
+            whole,
+            total,
+            sub.registered_delivery,
+            utcnow(),
+            on_stored=self._assembled,
         )
+        self._admit_whole(assemble, op.carrier_id)
         self.writer.submit(assemble)
         return assemble
+
+    def _admit_whole(self, assemble: AssembleOp, carrier_id: int | None) -> None:
+        """The pipeline's decision for a message whose last part arrived: its whole text
+        decides the lane; no route (after the parts were taken) stores it as rejected."""
+        if self.pipeline is None or assemble.missing:
+            return
+        meta = assemble.meta
+        data_coding = int(meta["data_coding"])
+        text = None
+        if not is_binary(data_coding):
+            try:
+                text = decode_text(assemble.payload, data_coding)
+            except TextError:
+                return  # stored as failed, naming the reason
+        carrier = self.directory.by_id(carrier_id) if carrier_id is not None else None
+        validity = meta["validity_until"]
+        try:
+            assemble.admission = self.pipeline.admit(
+                origin="carrier",
+                sender=carrier.name if carrier is not None else "",
+                source=meta["source"],
+                destination=meta["destination"],
+                text=text,
+                priority=int(meta["priority"]),
+                validity_until=datetime.fromisoformat(validity)
+                if isinstance(validity, str)
+                else validity,
+                path=parse_path(meta.get("path")),
+                now=utcnow(),
+            )
+        except (Refused, SmppError) as exc:
+            assemble.rejected = str(getattr(exc, "reason", exc))
+
+    def _assembled(self, row: dict[str, Any]) -> None:
+        if self.pipeline is not None:
+            self.pipeline.accepted(row, concatenated=True)
+
+    def _stored(self, row: dict[str, Any]) -> None:
+        if self.pipeline is not None:
+            self.pipeline.accepted(row)
 
     def _arm_expiry(self) -> None:
         deadline = self.reassembler.next_deadline()
@@ -209,7 +268,7 @@ class SmppServer:
     def expire_parts(self, now: datetime | None = None) -> None:
         self._expiry = None
         for key, _ref in self.reassembler.expire(now or utcnow()):
-            self.writer.submit(ExpireGroupOp(str(key), self.writer))
+            self.writer.submit(ExpireGroupOp(str(key), self.writer, on_stored=self._assembled))
         self._arm_expiry()
 
     def _load_parts(self) -> list[Any]:
@@ -231,17 +290,18 @@ class SmppServer:
                 row["group_key"], ref, row["total"], row["seq"], row["payload"], row["accepted_at"]
             )
             if whole is not None:
-                self.writer.submit(
-                    AssembleOp(
-                        row["group_key"],
-                        row["carrier_id"],
-                        row["meta"],
-                        whole,
-                        row["total"],
-                        row["registered_delivery"],
-                        utcnow(),
-                    )
+                assemble = AssembleOp(
+                    row["group_key"],
+                    row["carrier_id"],
+                    row["meta"],
+                    whole,
+                    row["total"],
+                    row["registered_delivery"],
+                    utcnow(),
+                    on_stored=self._assembled,
                 )
+                self._admit_whole(assemble, row["carrier_id"])
+                self.writer.submit(assemble)
         if rows:
             log.info("recovered %d stored parts of concatenated messages", len(rows))
         self.expire_parts()
@@ -407,16 +467,44 @@ class SmppConnection(asyncio.Protocol):
         elif command == CommandId.QUERY_SM:
             writer.submit(QueryOp(self, pdu, carrier.id, carrier.receipt_id))
         elif command == CommandId.CANCEL_SM:
-            writer.submit(CancelOp(self, pdu, carrier.id, carrier.receipt_id, now))
+            self._cancel(pdu, carrier, now)
         elif command == CommandId.REPLACE_SM:
             self.respond(pdu, Status.ESME_RREPLACEFAIL)  # stored messages are not rewritten
         else:  # submit_multi: one recipient per submit_sm only
             self.respond(pdu, Status.ESME_RINVCMDID)
 
+    def _cancel(self, pdu: Pdu, carrier: Carrier, now: datetime) -> None:
+        """cancel_sm: a message being sent right now cannot be cancelled; one queued in memory
+        is taken out while the store decides (and put back if the cancel fails)."""
+        pipeline = self.server.pipeline
+        withdrawn = None
+        if pipeline is not None:
+            try:
+                wanted = parse_message_id(str(pdu.params.get("message_id", "")), carrier.receipt_id)
+            except SmppError:
+                wanted = None
+            if wanted is not None:
+                withdrawn = pipeline.withdraw(wanted)
+                if withdrawn is False:
+                    self.respond(pdu, Status.ESME_RCANCELFAIL)
+                    return
+
+        def done(cancelled: bool, message_id: int | None) -> None:
+            if pipeline is None:
+                return
+            if isinstance(withdrawn, Pending) and not cancelled:
+                pipeline.restore(withdrawn)
+            elif cancelled and message_id is not None and not isinstance(withdrawn, Pending):
+                pipeline.withdraw(message_id)  # cancelled by a part's id: out of the queue too
+
+        op = CancelOp(self, pdu, carrier.id, carrier.receipt_id, now, on_done=done)
+        self.server.writer.submit(op)
+
     def _submit(self, pdu: Pdu, carrier: Carrier, now: datetime) -> None:
         server = self.server
         try:
             sub = read_submission(pdu, server.rules(carrier), now)
+            path = read_path(pdu)
         except SmppError as exc:
             log.info("carrier %s: %s refused: %s", carrier.name, pdu.name, exc)
             self.respond(pdu, exc.status)
@@ -433,6 +521,24 @@ class SmppConnection(asyncio.Protocol):
         if server.writer.pending >= MAX_WRITER_BACKLOG:
             self.respond(pdu, Status.ESME_RMSGQFUL)
             return
+        admission = None
+        if server.pipeline is not None:
+            try:
+                admission = server.pipeline.admit(
+                    origin="carrier",
+                    sender=carrier.name,
+                    source=sub.source,
+                    destination=sub.destination,
+                    text=sub.text,
+                    priority=sub.priority,
+                    validity_until=sub.validity_until,
+                    path=path,
+                    now=now,
+                )
+            except Refused as exc:
+                log.info("carrier %s: %s refused: %s", carrier.name, pdu.name, exc.reason)
+                self.respond(pdu, exc.status)
+                return
         op = AcceptOp(
             self,
             pdu,
@@ -442,6 +548,8 @@ class SmppConnection(asyncio.Protocol):
             now,
             now + server.config.smpp.reassembly_timeout,
             server.part_stored,
+            admission=admission,
+            on_stored=server._stored,
         )
         try:
             server.writer.submit(op)

@@ -68,6 +68,10 @@ def message_row(
     the fields of an app's MESSAGE with ``origin="account"``); ``admission`` is what the
     pipeline decided at submit time (route, lane, parked for an offline app)."""
     meta = sub.fields() if isinstance(sub, Submission) else sub
+    if admission is not None and admission.rewrite:
+        changes = dict(admission.rewrite)
+        text = changes.pop("text", text)
+        meta = {**meta, **changes}
     schedule = meta["schedule_at"]
     validity = meta["validity_until"]
     if isinstance(schedule, str):
@@ -76,7 +80,8 @@ def message_row(
         validity = datetime.fromisoformat(validity)
     priority = int(meta["priority"])
     lane = "priority" if priority > 0 else "bulk"
-    route = path = next_attempt_at = None
+    route = next_attempt_at = None
+    path = meta.get("path")
     if admission is not None and state == "accepted":
         state, reason, lane = admission.state, admission.reason, admission.lane
         route, path, next_attempt_at = admission.route, admission.path, admission.next_attempt_at
@@ -133,26 +138,31 @@ class AcceptOp:
     now: datetime
     expires_at: datetime
     on_part: Callable[[AcceptOp], AssembleOp | None] | None = None
+    admission: Admission | None = None  # what the pipeline decided (None: no pipeline)
+    on_stored: Callable[[dict[str, Any]], None] | None = None  # a whole message is committed
     message_id: int = 0
+    row: dict[str, Any] | None = None
 
     def stage(self, batch: Batch) -> None:
         [self.message_id] = batch.new_ids(1)
         sub = self.sub
         if sub.concat is None:
-            batch.add(
-                messages,
-                message_row(
-                    self.message_id,
-                    self.carrier_id,
-                    sub,
-                    text=sub.text,
-                    body=sub.body,
-                    parts=sub.segments,
-                    registered_delivery=sub.registered_delivery,
-                    now=self.now,
-                ),
+            self.row = message_row(
+                self.message_id,
+                self.carrier_id,
+                sub,
+                text=sub.text,
+                body=sub.body,
+                parts=sub.segments,
+                registered_delivery=sub.registered_delivery,
+                now=self.now,
+                admission=self.admission,
             )
+            batch.add(messages, self.row)
             return
+        meta = sub.meta()
+        if self.admission is not None and self.admission.path:
+            meta["path"] = self.admission.path
         _, total, seq = sub.concat
         batch.add(
             fragments,
@@ -164,7 +174,7 @@ class AcceptOp:
                 "seq": seq,
                 "payload": sub.part,
                 "registered_delivery": sub.registered_delivery,
-                "meta": sub.meta(),
+                "meta": meta,
                 "accepted_at": self.now,
                 "expires_at": self.expires_at,
                 "message_id": None,
@@ -183,6 +193,8 @@ class AcceptOp:
             self.answer()
         else:  # the last part: answered once the whole message is written too
             assemble.after = self.answer
+        if self.row is not None and self.on_stored is not None:
+            self.on_stored(self.row)
 
     def answer(self) -> None:
         self.conn.respond(self.pdu, message_id=format_message_id(self.message_id, self.id_style))  # type: ignore[arg-type]
@@ -202,6 +214,10 @@ class AssembleOp:
     missing: list[int] = field(default_factory=list)  # part numbers that never came
     message_id: int = 0
     after: Callable[[], None] | None = None  # answers the part that completed the message
+    on_stored: Callable[[dict[str, Any]], None] | None = None  # the whole message is committed
+    admission: Admission | None = None  # the pipeline's decision for the whole message
+    rejected: str | None = None  # the pipeline found no route for it: the reason
+    row: dict[str, Any] | None = None
 
     def stage(self, batch: Batch) -> None:
         [self.message_id] = batch.new_ids(1)
@@ -220,21 +236,22 @@ class AssembleOp:
         if self.missing:
             state = "failed"
             reason = f"parts {', '.join(map(str, self.missing))} of {self.total} never arrived"
-        batch.add(
-            messages,
-            message_row(
-                self.message_id,
-                self.carrier_id,
-                self.meta,
-                text=text,
-                body=body,
-                parts=self.total,
-                registered_delivery=self.registered_delivery,
-                now=self.now,
-                state=state,
-                reason=reason,
-            ),
+        elif self.rejected is not None and state == "accepted":
+            state, reason = "rejected", self.rejected
+        self.row = message_row(
+            self.message_id,
+            self.carrier_id,
+            self.meta,
+            text=text,
+            body=body,
+            parts=self.total,
+            registered_delivery=self.registered_delivery,
+            now=self.now,
+            state=state,
+            reason=reason,
+            admission=self.admission,
         )
+        batch.add(messages, self.row)
         key, message_id = self.key, self.message_id
         batch.then(
             lambda conn: conn.execute(
@@ -249,6 +266,8 @@ class AssembleOp:
             log.error("concatenated message %s not assembled: %s", self.key, error)
         if self.after is not None:  # the part itself is stored either way
             self.after()
+        if error is None and self.row is not None and self.on_stored is not None:
+            self.on_stored(self.row)
 
 
 def _find(conn: Connection, message_id: int, carrier_id: int) -> dict[str, Any] | None:
@@ -318,6 +337,8 @@ class CancelOp:
     id_style: str
     now: datetime
     cancelled: bool = False
+    on_done: Callable[[bool, int | None], None] | None = None  # (cancelled, whole message id)
+    message_id: int | None = None
 
     def stage(self, batch: Batch) -> None:
         text = str(self.pdu.params.get("message_id", ""))
@@ -344,12 +365,16 @@ class CancelOp:
                 )
             )
             self.cancelled = result.rowcount == 1
+            self.message_id = found["id"]
 
         batch.then(cancel)
 
     def finish(self, error: BaseException | None) -> None:
-        status = Status.ESME_ROK if error is None and self.cancelled else Status.ESME_RCANCELFAIL
+        cancelled = error is None and self.cancelled
+        status = Status.ESME_ROK if cancelled else Status.ESME_RCANCELFAIL
         self.conn.respond(self.pdu, status)
+        if self.on_done is not None:
+            self.on_done(cancelled, self.message_id)
 
 
 @dataclass
@@ -360,6 +385,7 @@ class ExpireGroupOp:
     key: str
     writer: Any  # the BatchWriter, to queue the AssembleOp
     rows: list[Any] = field(default_factory=list)
+    on_stored: Callable[[dict[str, Any]], None] | None = None
 
     def stage(self, batch: Batch) -> None:
         def load(conn: Connection) -> None:
@@ -390,5 +416,6 @@ class ExpireGroupOp:
                 first["registered_delivery"],
                 datetime.now(UTC),
                 missing=missing,
+                on_stored=self.on_stored,
             )
         )

@@ -22,6 +22,9 @@ class GatewayProcess:
     database: str
     smpp_tls: tuple[str, str] | None = None
     extra: dict = field(default_factory=dict)
+    env: str = "env1"
+    system_id: str = "GW-ENV1"
+    domain: str = "env1.example.net"
     process: subprocess.Popen | None = None
     lines: list[str] = field(default_factory=list)
     smpp_port: int = 0
@@ -45,18 +48,19 @@ class GatewayProcess:
                 }
             )
         data = {
-            "env": "env1",
+            "env": self.env,
             "database": self.database,
             "secret_key_file": str(self.folder / "gateway.key"),
             "numbering": {"country_code": "964", "national_prefix": "0"},
-            "smpp": {"system_id": "GW-ENV1", "listen": listen, **self.extra.get("smpp", {})},
+            "smpp": {"system_id": self.system_id, "listen": listen, **self.extra.get("smpp", {})},
             "sip": {
-                "domain": "env1.example.net",
+                "domain": self.domain,
                 "listen": [{"transport": "udp", "host": "127.0.0.1", "port": 0}],
                 **self.extra.get("sip", {}),
             },
             "management": {"host": "127.0.0.1", "port": 0},
             "log": {"level": "INFO"},
+            **{k: v for k, v in self.extra.items() if k not in ("smpp", "sip")},
         }
         self.config.write_text(yaml.safe_dump(data), encoding="utf-8")
         return self.config

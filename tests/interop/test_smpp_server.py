@@ -100,7 +100,9 @@ def test_bind_kinds_submit_enquire_and_unbind(gateway) -> None:
         "964111222333",
         "Hello from AsiaCell",
     )
-    assert row["state"] == "accepted" and row["registered_delivery"] == 1
+    # John is not registered: the message is kept for his app (SCENARIOS 1, offline app)
+    assert row["state"] == "retry-wait" and row["registered_delivery"] == 1
+    assert row["reason"] == "waiting for account 1111 to register"
     # national form, and a number as sender, both become E.164
     client = connect(gateway)
     client.bind_transceiver(system_id="TATA", password=TATA_PW)
@@ -195,7 +197,9 @@ def test_latin1_ucs2_emoji_and_concatenated_arabic(gateway) -> None:
     assert len(rows) == 4  # the last part was answered once the whole message was stored
     assert texts[:3] == ["Grüße, ça va", "رمز التحقق 4711 😀", "Price 10€ [ok]"]
     whole = rows[3]
-    assert whole["body_text"] == arabic and whole["parts"] == 3 and whole["state"] == "accepted"
+    assert whole["body_text"] == arabic and whole["parts"] == 3
+    # admitted as a whole when its last part came: John is offline, so it is kept for his app
+    assert whole["state"] == "retry-wait" and whole["route"] == "sip:1111"
     linked = {r["id"]: r["message_id"] for r in stored(gateway, fragments)}
     assert {int(i) for i in ids} == set(linked) and set(linked.values()) == {whole["id"]}
 

@@ -29,6 +29,12 @@ def tls_gateway(tmp_path):
     ctl = Ctl(gw.config, CliRunner())
     ctl.ok("init")
     add_tata(ctl)
+    ctl.ok("customer", "add", "John Doe")
+    ctl.ok("product", "add", "Call & Chat")
+    ctl.ok(
+        "account", "add", "1111", "--customer", "John Doe", "--did", "111222333",
+        "--password", "john-Secret-1", "--product", "Call & Chat",
+    )  # fmt: skip
     gw.start()
     yield gw, ca
     gw.kill()
