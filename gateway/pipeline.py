@@ -273,7 +273,8 @@ class Pipeline:
         if line is LineState.OPEN and offline is not None:
             self._hold(destination, validity_until, reason=offline)
             line = LineState.HELD
-        if line is LineState.HELD or destination in self._more:
+        more = destination in self._more and lane != "priority"  # priority goes first anyway
+        if line is LineState.HELD or more:
             if line is LineState.HELD:
                 if offline is not None:
                     self._hold(destination, validity_until, reason=offline)
@@ -338,7 +339,7 @@ class Pipeline:
         if self.queue.admit(p.destination) == "park":
             self._park([p], self.queue_due(p.destination), reason=None)
             return
-        if p.destination in self._more:  # older messages still parked: it waits behind them
+        if p.destination in self._more and p.lane != "priority":  # it waits behind the parked
             self._park([p], p.validity_until, reason=None)
             return
         self.queue.push(p)

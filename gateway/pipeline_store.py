@@ -251,7 +251,8 @@ class ReadOp:
 
 
 def parked_of(destination: str, limit: int) -> Callable[[Connection], list[Any]]:
-    """A destination's parked (retry-wait) messages, oldest first."""
+    """A destination's parked (retry-wait) messages, the priority lane's first, each lane
+    oldest first (so a verification code does not wait behind a parked campaign)."""
 
     def query(conn: Connection) -> list[Any]:
         return list(
@@ -261,7 +262,7 @@ def parked_of(destination: str, limit: int) -> Callable[[Connection], list[Any]]
                     messages.c.destination == destination,
                     messages.c.state == "retry-wait",
                 )
-                .order_by(messages.c.id)
+                .order_by(messages.c.lane.desc(), messages.c.id)  # "priority" > "bulk"
                 .limit(limit)
             ).mappings()
         )
