@@ -1,12 +1,14 @@
 # A carrier for scenario tests: smpplib bound as transceiver, reading in a thread of its own.
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from typing import Any
 
 import smpplib.client
 import smpplib.consts
+import smpplib.exceptions
 import smpplib.gsm
 import smpplib.smpp
 
@@ -101,10 +103,8 @@ class Carrier:
 
     def close(self) -> None:
         self._stop.set()
-        try:
+        with contextlib.suppress(OSError, smpplib.exceptions.ConnectionError):  # already gone
             self.client.send_pdu(smpplib.smpp.make_pdu("unbind", client=self.client))
-        except Exception:  # already gone
-            pass
         self._reader.join(5)
         self.client.disconnect()
 
