@@ -697,6 +697,13 @@ class Pipeline:
             self.stats["unknown_receipts"] += 1
             log.info("connection %d: receipt for unknown message id %s", connection_id, peer_id)
         if op.settled is not None and op.state is not None:
+            log.info(
+                "message %d %s (the receipt of connection %d, peer id %s)",
+                op.settled.id,
+                op.state,
+                connection_id,
+                peer_id,
+            )
             self._committed_items(op.items)
             self._outcome(op.settled, op.state, None, None)
         return 0
