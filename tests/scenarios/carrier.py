@@ -38,7 +38,8 @@ class Carrier:
         self.client.send_pdu = send_pdu  # type: ignore[method-assign]
         self.client.set_message_sent_handler(lambda pdu: self.resps.put(pdu))
         self.client.set_message_received_handler(lambda pdu: self.delivered.put(pdu))
-        self.client.set_error_pdu_handler(lambda pdu: self.resps.put(pdu))
+        # an error resp goes on to message_sent_handler too: do not raise (smpplib's default)
+        self.client.set_error_pdu_handler(lambda pdu: None)
         self.client.connect()
         self.client.bind_transceiver(system_id=system_id, password=password)
         self._reader = threading.Thread(target=self._read, daemon=True)
