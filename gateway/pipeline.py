@@ -164,6 +164,7 @@ class Pipeline:
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: list[asyncio.Future[None]] = []
+        self.attempts_settled = 0  # attempts that ended (delivered, failed, retry, forwarded)
 
     # -- life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -193,7 +194,9 @@ class Pipeline:
                 task.cancel()
         deadline = asyncio.get_running_loop().time() + timeout
         while self.in_flight and asyncio.get_running_loop().time() < deadline:
-            await self.changed(timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
+            with contextlib.suppress(TimeoutError):
+                left = max(0.0, deadline - asyncio.get_running_loop().time())
+                await asyncio.wait_for(self.changed(), left)
         if self.in_flight:
             log.warning(
                 "pipeline: %d messages still in flight at shutdown; sent again after the restart",
@@ -210,14 +213,15 @@ class Pipeline:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def changed(self, timeout: float | None = None) -> None:
-        """Wait for the next settled attempt (tests and shutdown)."""
+    def changed(self) -> asyncio.Future[None]:
+        """A future resolved when the next attempt ends (registered at once, so an attempt
+        ending before the caller awaits it is not missed); for tests and shutdown."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._changed.append(waiter)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiter, timeout)
+        return waiter
 
     def _notify_changed(self) -> None:
+        self.attempts_settled += 1
         waiters, self._changed = self._changed, []
         for waiter in waiters:
             if not waiter.done():
@@ -588,7 +592,9 @@ class Pipeline:
         if self.plugins.has("on_waiting"):
             self.plugins.notify(self._event("waiting", p, "retry-wait", None, None))
 
-    def _release(self, destination: str) -> None:
+    def _release(self, destination: str, at: datetime | None = None) -> None:
+        """Read a held line's parked messages back (``at``: the time the release is for;
+        those whose validity ended by then are expired)."""
         if not self.queue.release(destination):
             return
         self.stats["releases"] += 1
@@ -599,7 +605,7 @@ class Pipeline:
                 self.queue.released(destination, [])
                 self.queue.hold(destination, utcnow())  # try again at the next sweep
                 return
-            now = utcnow()
+            now = max(utcnow(), at) if at is not None else utcnow()
             loaded: list[Pending] = []
             for row in rows:
                 p = pending_from_row(row)
@@ -655,7 +661,7 @@ class Pipeline:
         """Release held lines whose time came; now and then expire forwarded messages whose
         receipt never came."""
         for destination in self.queue.due(now):
-            self._release(destination)
+            self._release(destination, now)
         self._sweeps += 1
         if self._sweeps % FORWARDED_SWEEP_EVERY == 0:
             self._ops_append(ExpireForwardedOp(now, self._id_style, after=self._expired_forwarded))
