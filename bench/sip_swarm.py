@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import os
 import re
 import resource
@@ -149,6 +150,59 @@ def status_of(data: bytes) -> int:
     return int(data[8:11])
 
 
+_STAMP_RE = re.compile(rb"\r\n\r\n.*?e2e ([0-9]+) t=([0-9]+)", re.DOTALL)
+
+
+class Stamps:
+    """End-to-end latencies (``--stamps``): a MESSAGE whose body holds ``e2e N t=NS`` (the
+    sender's CLOCK_MONOTONIC in ns at submit time) is timed when its 200 OK is sent. Once
+    ``expect`` distinct N were answered, a line ``e2e {json}`` goes to stdout."""
+
+    def __init__(self, expect: int) -> None:
+        self.expect = expect
+        self.seen: set[int] = set()
+        self.latencies: list[int] = []
+        self.first = 0
+        self.last = 0
+        self.duplicates = 0
+        self.reported = False
+
+    def record(self, message: bytes) -> None:
+        match = _STAMP_RE.search(message)
+        if match is None:
+            return
+        now = time.monotonic_ns()
+        n = int(match.group(1))
+        if n in self.seen:
+            self.duplicates += 1
+            return
+        self.seen.add(n)
+        self.latencies.append(now - int(match.group(2)))
+        self.first = self.first or now
+        self.last = now
+        if len(self.seen) >= self.expect and not self.reported:
+            self.reported = True
+            self.report()
+
+    def report(self) -> None:
+        ordered = sorted(self.latencies)
+
+        def pct(p: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] / 1e6, 2)
+
+        summary = {
+            "delivered": len(self.seen),
+            "duplicates": self.duplicates,
+            "first_ns": self.first,
+            "last_ns": self.last,
+            "p50_ms": pct(50),
+            "p90_ms": pct(90),
+            "p99_ms": pct(99),
+            "max_ms": round(ordered[-1] / 1e6, 2),
+        }
+        print("e2e " + json.dumps(summary), flush=True)
+
+
 # -- UDP ------------------------------------------------------------------------------------------
 
 
@@ -175,6 +229,8 @@ class UdpSocket(asyncio.DatagramProtocol):
             if answer is not None and self.io is not None:
                 self.io.sendto(answer, addr)
                 self.swarm.answered += 1
+                if self.swarm.stamps is not None:
+                    self.swarm.stamps.record(data)
             return
         if data.startswith(b"SIP/2.0 "):
             match = _CALL_ID_RE.search(data)
@@ -223,6 +279,8 @@ class TcpUser(asyncio.Protocol):
                 answer = answer_ok(message)
                 if answer is not None:
                     answers.append(answer)
+                    if self.swarm.stamps is not None:
+                        self.swarm.stamps.record(message)
             elif (
                 message.startswith(b"SIP/2.0 ")
                 and status_of(message) >= 200
@@ -251,6 +309,7 @@ class Swarm:
         self.users = Users(args)
         self.server: tuple[str, int] = (args.host, args.port)
         self.answered = 0
+        self.stamps = Stamps(args.expect) if args.stamps else None
         self.errors = 0
         self.lost = 0
         self.failed = 0
@@ -414,6 +473,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sockets", type=int, default=4, help="shared UDP sockets")
     parser.add_argument("--register-timeout", type=float, default=30.0)
     parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument(
+        "--stamps", action="store_true", help="time MESSAGEs whose body holds 'e2e N t=NS'"
+    )
+    parser.add_argument("--expect", type=int, default=0, help="with --stamps: report after N")
     args = parser.parse_args(argv)
     raise_fd_limit()
     if args.no_uvloop:
