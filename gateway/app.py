@@ -11,6 +11,7 @@ SIP side and the plugins, write what is queued, close the store.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import ssl
@@ -207,6 +208,18 @@ async def run(config: Config, engine: Engine) -> None:
             )
 
 
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Fewer collections: a node holds many short-lived transactions and messages at once, and
+    the default first-generation threshold (700 allocations) made collections of the older
+    generations take a large share of the CPU and long pauses (bench/README.md). Objects made
+    at start (code, config, caches) are frozen out of collections."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop where it is installed (Linux, macOS): a faster event loop, same semantics."""
     try:
@@ -226,6 +239,7 @@ def serve(config: Config) -> None:
         for line in describe(config):
             log.info("%s", line)
         log.info("event loop: %s", "uvloop" if _loop_factory() else "asyncio")
+        tune_gc()
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(run(config, engine))
     finally:
