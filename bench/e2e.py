@@ -46,17 +46,29 @@ PASSWORD = "bench-Secret-1"  # noqa: S105 - throwaway accounts of a temporary st
 CARRIER_PW = "bench123"
 
 
-def provision(folder: Path, users: int, smpp_port: int, sip_port: int) -> Path:
+def provision(
+    folder: Path,
+    users: int,
+    smpp_port: int,
+    sip_port: int,
+    *,
+    env: str = "bench",
+    carrier: tuple[str, str] = ("BENCH", "BENCH"),
+    forward_to: int | None = None,
+) -> Path:
+    """Config and store of one gateway: N accounts (none when ``forward_to`` is given: then
+    every 9647... number goes over a connection to that SMPP port) and one carrier
+    (name, system_id)."""
     config = folder / "gateway.yaml"
     config.write_text(
         yaml.safe_dump(
             {
-                "env": "bench",
+                "env": env,
                 "database": f"sqlite:///{folder / 'gateway.db'}",
                 "secret_key_file": str(folder / "gateway.key"),
                 "numbering": {"country_code": "964", "national_prefix": "0"},
                 "smpp": {
-                    "system_id": "GW-BENCH",
+                    "system_id": f"GW-{env.upper()}"[:15],
                     "listen": [{"host": "127.0.0.1", "port": smpp_port}],
                     "window": 1000,
                 },
@@ -72,35 +84,58 @@ def provision(folder: Path, users: int, smpp_port: int, sip_port: int) -> Path:
         ),
         encoding="utf-8",
     )
-    sites = folder / "accounts.yaml"
-    sites.write_text(
-        yaml.safe_dump(
-            {
-                "customers": [{"name": "Bench"}],
-                "products": [{"name": "Bench chat", "messaging": True}],
-                "accounts": [
-                    {
-                        "id": f"u{i}",
-                        "customer": "Bench",
-                        "product": "Bench chat",
-                        "password": PASSWORD,
-                        "dids": [did_of(i)],
-                    }
-                    for i in range(users)
-                ],
-            }
-        ),
-        encoding="utf-8",
-    )
     ctl = ["gatewayctl", "--config", str(config)]
     subprocess.run([*ctl, "init"], check=True, capture_output=True)
-    subprocess.run([*ctl, "apply", "-f", str(sites)], check=True, capture_output=True)
+    if forward_to is None:
+        sites = folder / "accounts.yaml"
+        sites.write_text(
+            yaml.safe_dump(
+                {
+                    "customers": [{"name": "Bench"}],
+                    "products": [{"name": "Bench chat", "messaging": True}],
+                    "accounts": [
+                        {
+                            "id": f"u{i}",
+                            "customer": "Bench",
+                            "product": "Bench chat",
+                            "password": PASSWORD,
+                            "dids": [did_of(i)],
+                        }
+                        for i in range(users)
+                    ],
+                }
+            ),
+            encoding="utf-8",
+        )
+        subprocess.run([*ctl, "apply", "-f", str(sites)], check=True, capture_output=True)
+    else:
+        subprocess.run(
+            [*ctl, "connection", "add", "to-env4", "--host", "127.0.0.1", "--port",
+             str(forward_to), "--system-id", "GW-ENV1", "--password", CARRIER_PW,
+             "--window", "200"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        subprocess.run(
+            [*ctl, "policy", "add", "--pattern", "9647%", "--connection", "to-env4"],
+            check=True, capture_output=True,
+        )  # fmt: skip
     subprocess.run(
-        [*ctl, "carrier", "add", "BENCH", "--system-id", "BENCH", "--password", CARRIER_PW,
-         "--allow-ip", "127.0.0.1", "--max-binds", "16"],
+        [*ctl, "carrier", "add", carrier[0], "--system-id", carrier[1], "--password",
+         CARRIER_PW, "--allow-ip", "127.0.0.1", "--max-binds", "16"],
         check=True, capture_output=True,
     )  # fmt: skip
     return config
+
+
+def serve(config: Path) -> tuple[subprocess.Popen[str], Lines]:
+    gateway = subprocess.Popen(
+        ["gatewayctl", "--config", str(config), "serve"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    lines = Lines(gateway.stderr)
+    lines.wait("ready;", 60)
+    return gateway, lines
 
 
 class Lines:
@@ -247,21 +282,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=None, help="offered submit_sm per second")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--py-spy", metavar="FILE", help="record the gateway with py-spy (raw)")
+    parser.add_argument(
+        "--via-env", action="store_true", help="carrier -> env1 -> env4 -> app (two gateways)"
+    )
     args = parser.parse_args(argv)
     raise_fd_limit()
     with tempfile.TemporaryDirectory(prefix="gw-e2e-") as tmp:
         folder = Path(tmp)
         smpp_port, sip_port = free_port(), free_port()
-        config = provision(folder, args.users, smpp_port, sip_port)
-        gateway = subprocess.Popen(
-            ["gatewayctl", "--config", str(config), "serve"],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
+        gateways: list[subprocess.Popen[str]] = []
+        logs: list[Lines] = []
+        app_store = folder / "app" / "gateway.db"
+        (folder / "app").mkdir()
         swarm = None
         spy = None
         try:
-            Lines(gateway.stderr).wait("ready;", 60)
+            if args.via_env:  # carrier -> env1 -> env4 -> app: the apps live in env4
+                env4_smpp = free_port()
+                config4 = provision(
+                    folder / "app", args.users, env4_smpp, sip_port, env="env4",
+                    carrier=("env1", "GW-ENV1"),
+                )  # fmt: skip
+                gateway, lines = serve(config4)
+                gateways.append(gateway)
+                logs.append(lines)
+                (folder / "entry").mkdir()
+                config1 = provision(
+                    folder / "entry", 0, smpp_port, free_port(), env="env1", forward_to=env4_smpp
+                )
+                gateway, lines = serve(config1)
+                gateways.append(gateway)
+                logs.append(lines)
+                lines.wait("connection to-env4 bound trx", 60)
+            else:
+                config = provision(folder / "app", args.users, smpp_port, sip_port)
+                gateway, lines = serve(config)
+                gateways.append(gateway)
+                logs.append(lines)
             swarm = subprocess.Popen(
                 [sys.executable, "-m", "bench.sip_swarm", "--port", str(sip_port), "--users",
                  str(args.users), "--prefix", "u", "--password", PASSWORD, "--domain", DOMAIN,
@@ -272,16 +329,18 @@ def main(argv: list[str] | None = None) -> int:
             out.wait(r"^registered \d+", 120)
             if args.py_spy:
                 spy = subprocess.Popen(
-                    ["py-spy", "record", "-p", str(gateway.pid), "-r", "200", "-f", "raw",
+                    ["py-spy", "record", "-p", str(gateways[0].pid), "-r", "200", "-f", "raw",
                      "-o", args.py_spy],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
-            cpu_before = cpu_seconds(gateway.pid)
+            cpu_before = [cpu_seconds(g.pid) for g in gateways]
             load = asyncio.run(_load(args, smpp_port))
             line = out.wait(r"^e2e \{", args.timeout)
             summary = json.loads(line.split(" ", 1)[1])
-            cpu = cpu_seconds(gateway.pid) - cpu_before
-            rss = memory(gateway.pid)
+            cpu = [
+                round(cpu_seconds(g.pid) - c, 1) for g, c in zip(gateways, cpu_before, strict=True)
+            ]
+            rss = [round(memory(g.pid).get("VmRSS", 0), 1) for g in gateways]
         finally:
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
@@ -289,15 +348,27 @@ def main(argv: list[str] | None = None) -> int:
             if swarm is not None and swarm.stdin is not None:
                 swarm.stdin.close()
                 swarm.wait(30)
-            gateway.send_signal(signal.SIGTERM)
-            gateway.wait(60)
-        engine = make_engine(f"sqlite:///{folder / 'gateway.db'}")
+            for gateway in reversed(gateways):
+                gateway.send_signal(signal.SIGTERM)
+                gateway.wait(60)
+        engine = make_engine(f"sqlite:///{app_store}")
         with engine.connect() as conn:
             states = dict(
                 conn.execute(
                     select(messages.c.state, func.count()).group_by(messages.c.state)
                 ).all()
             )
+        engine.dispose()
+        retried: dict[str, int] = {}
+        entry = folder / ("entry" if args.via_env else "app") / "gateway.db"
+        engine = make_engine(f"sqlite:///{entry}")
+        with engine.connect() as conn:  # why messages needed more than one attempt
+            for reason, n in conn.execute(
+                select(messages.c.reason, func.count())
+                .where(messages.c.attempts > 1)
+                .group_by(messages.c.reason)
+            ):
+                retried[str(reason)] = n
         engine.dispose()
     seconds = (summary["last_ns"] - load["first_ns"]) / 1e9
     report = {
@@ -313,9 +384,15 @@ def main(argv: list[str] | None = None) -> int:
         "duplicates": summary["duplicates"],
         "delivered_per_s": round(summary["delivered"] / seconds, 1),
         "latency_ms": {k: summary[k] for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")},
-        "gateway_cpu_s": round(cpu, 1),
-        "gateway_rss_mib": round(rss.get("VmRSS", 0), 1),
-        "stored_states": states,
+        "path": "carrier -> env1 -> env4 -> app" if args.via_env else "carrier -> gateway -> app",
+        "gateway_cpu_s": cpu,
+        "gateway_rss_mib": rss,
+        "app_side_stored_states": states,
+        "retried_by_reason": retried,
+        "gateway_warnings": [
+            sorted({x.split(": ", 1)[-1].strip()[:160] for x in log.lines if " WARNING " in x})[:8]
+            for log in logs
+        ],
     }
     print(json.dumps(report, indent=2))
     return 0 if summary["delivered"] == args.count and states.get("delivered") == args.count else 1

@@ -99,6 +99,9 @@ class ConnectionManager:
                 on_receipt=self._receipt_handler(cid),
                 on_mo=self._mo_handler(cid, row["name"]),
                 on_state=self._state_handler(cid),
+                # the pipeline never has more than max_in_flight messages out: they wait for
+                # the window here instead of failing with "queue full" and a retry
+                max_queued=self.config.delivery.max_in_flight * 2,
             )
             self._clients[cid] = client
             self._versions[cid] = version

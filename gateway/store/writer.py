@@ -32,6 +32,10 @@ from gateway.store.ids import IdAllocator
 
 log = logging.getLogger("gateway.store.writer")
 
+ID_HEADROOM = 5000
+"""Ids kept at hand before each transaction, for the statements that stage rows inside it
+(receipts of a settled message: one per part)."""
+
 
 @dataclass(frozen=True)
 class UpdateSpec:
@@ -182,6 +186,7 @@ class BatchWriter:
             except Exception as exc:  # noqa: BLE001 - the op's own error, reported to its sender
                 results.append((op, exc))
         try:
+            self._ids.ensure(ID_HEADROOM)
             with self._engine.begin() as conn:
                 batch.write(conn)
             self.commits += 1
@@ -202,6 +207,7 @@ class BatchWriter:
             batch = Batch(self._ids)
             try:
                 op.stage(batch)
+                self._ids.ensure(ID_HEADROOM)
                 with self._engine.begin() as conn:
                     batch.write(conn)
                 self.commits += 1

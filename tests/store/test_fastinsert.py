@@ -153,3 +153,59 @@ def test_grouped_updates_and_ignored_duplicates_in_one_batch(store_url: str) -> 
     assert states == {1: "failed", 2: "failed", 3: "delivered"}  # the guard kept 3
     assert final == when + timedelta(hours=1)
     assert stored == [50]  # the duplicate (message_id, leg) was ignored
+
+
+def test_ids_taken_inside_the_transaction_need_no_second_connection(store_url: str) -> None:
+    """A statement that stages rows inside the writer's transaction (receipts of a settled
+    message) takes ids then; with the headroom reserved before the transaction it never has
+    to reserve a block on another connection (on SQLite that waits for the writer's lock)."""
+    import asyncio
+
+    from gateway.store.schema import outbox
+    from gateway.store.writer import BatchWriter
+
+    engine = make_engine(store_url)
+    migrate(engine)
+    when = datetime(2026, 12, 1, 7, 30, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(carriers).values(
+                id=1, name="T", system_id="T", password_hash="x", allowed_networks=[],
+                max_binds=1, receipt_id_format="dec", data_coding_default="gsm", enabled=True,
+                created_at=when, updated_at=when,
+            )
+        )  # fmt: skip
+
+    class Op:
+        error: BaseException | None = None
+
+        def stage(self, batch):
+            [first] = batch.new_ids(1)  # a row written first: the transaction holds the lock
+            batch.add(outbox, {"id": first, "carrier_id": 1, "message_id": None, "pdu": b"x",
+                               "created_at": when, "attempts": 0})  # fmt: skip
+
+            def inside(conn):
+                for pk in batch.new_ids(30):  # more than one block of 10
+                    batch.add(outbox, {"id": pk, "carrier_id": 1, "message_id": None,
+                                       "pdu": b"x", "created_at": when, "attempts": 0})  # fmt: skip
+
+            batch.then(inside)
+
+        def finish(self, error):
+            self.error = error
+
+    async def main() -> Op:
+        writer = BatchWriter(engine, block=10)
+        writer.start(asyncio.get_running_loop())
+        op = Op()
+        writer.submit(op)
+        await writer.barrier()
+        await asyncio.get_running_loop().run_in_executor(None, writer.close)
+        return op
+
+    op = asyncio.run(main())
+    with engine.connect() as conn:
+        stored = conn.execute(select(outbox.c.id)).scalars().all()
+    engine.dispose()
+    assert op.error is None
+    assert len(set(stored)) == 31
