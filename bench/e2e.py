@@ -34,7 +34,7 @@ from pathlib import Path
 import yaml
 from sqlalchemy import func, select
 
-from bench.sip_load import cpu_seconds, did_of, memory, raise_fd_limit
+from bench.sip_load import PASSWORD, accounts_file, cpu_seconds, did_of, memory, raise_fd_limit
 from bench.smpp_accept import free_port
 from gateway.smpp.codec import Framer, Pdu, decode, encode
 from gateway.smpp.constants import CommandId, Status
@@ -42,7 +42,6 @@ from gateway.store.engine import make_engine
 from gateway.store.schema import messages
 
 DOMAIN = "bench.example.net"
-PASSWORD = "bench-Secret-1"  # noqa: S105 - throwaway accounts of a temporary store
 CARRIER_PW = "bench123"
 
 
@@ -87,26 +86,7 @@ def provision(
     ctl = ["gatewayctl", "--config", str(config)]
     subprocess.run([*ctl, "init"], check=True, capture_output=True)
     if forward_to is None:
-        sites = folder / "accounts.yaml"
-        sites.write_text(
-            yaml.safe_dump(
-                {
-                    "customers": [{"name": "Bench"}],
-                    "products": [{"name": "Bench chat", "messaging": True}],
-                    "accounts": [
-                        {
-                            "id": f"u{i}",
-                            "customer": "Bench",
-                            "product": "Bench chat",
-                            "password": PASSWORD,
-                            "dids": [did_of(i)],
-                        }
-                        for i in range(users)
-                    ],
-                }
-            ),
-            encoding="utf-8",
-        )
+        sites = accounts_file(folder, users, "u")
         subprocess.run([*ctl, "apply", "-f", str(sites)], check=True, capture_output=True)
     else:
         subprocess.run(

@@ -136,6 +136,31 @@ def did_of(index: int) -> str:
     return f"7{index:08d}"
 
 
+def accounts_file(folder: Path, users: int, prefix: str) -> Path:
+    """A ``gatewayctl apply`` file of ``users`` accounts ``<prefix>0``.. with one DID each."""
+    sites = folder / "accounts.yaml"
+    sites.write_text(
+        yaml.safe_dump(
+            {
+                "customers": [{"name": "Bench"}],
+                "products": [{"name": "Bench chat", "messaging": True}],
+                "accounts": [
+                    {
+                        "id": f"{prefix}{i}",
+                        "customer": "Bench",
+                        "product": "Bench chat",
+                        "password": PASSWORD,
+                        "dids": [did_of(i)],
+                    }
+                    for i in range(users)
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    return sites
+
+
 def provision(folder: Path, args: argparse.Namespace) -> tuple[Path, float]:
     """Config, ``gatewayctl init`` and one ``gatewayctl apply`` of N accounts."""
     config = folder / "gateway.yaml"
@@ -157,26 +182,7 @@ def provision(folder: Path, args: argparse.Namespace) -> tuple[Path, float]:
         ),
         encoding="utf-8",
     )
-    sites = folder / "accounts.yaml"
-    sites.write_text(
-        yaml.safe_dump(
-            {
-                "customers": [{"name": "Bench"}],
-                "products": [{"name": "Bench chat", "messaging": True}],
-                "accounts": [
-                    {
-                        "id": f"{args.prefix}{i}",
-                        "customer": "Bench",
-                        "product": "Bench chat",
-                        "password": PASSWORD,
-                        "dids": [did_of(i)],
-                    }
-                    for i in range(args.users)
-                ],
-            }
-        ),
-        encoding="utf-8",
-    )
+    sites = accounts_file(folder, args.users, args.prefix)
     ctl = ["gatewayctl", "--config", str(config)]
     subprocess.run([*ctl, "init"], check=True, capture_output=True)
     started = time.perf_counter()

@@ -274,30 +274,24 @@ class Pipeline:
                 offline = None
         destination = view.destination
         line = self.queue.state(destination)
-        if line is LineState.OPEN and offline is not None:
-            self._hold(destination, validity_until, reason=offline)
+        if offline is not None and line in (LineState.OPEN, LineState.HELD):
+            self._hold(destination, validity_until, reason=offline)  # until a REGISTER
             line = LineState.HELD
-        more = destination in self._more and lane != "priority"  # priority goes first anyway
-        if line is LineState.HELD or more:
-            if line is LineState.HELD:
-                if offline is not None:
-                    self._hold(destination, validity_until, reason=offline)
-                due = self.queue_due(destination)
-            else:
-                due = now
-            return Admission(
-                "retry-wait",
-                lane,
-                route,
-                reason=offline or "waiting behind earlier messages to the same number",
-                next_attempt_at=validity_until if offline else due,
-                path=route_path,
-                rewrite=rewrite,
-            )
-        return Admission("routed", lane, route, path=route_path, rewrite=rewrite)
-
-    def lane_of(self, source: str, text: str | None, priority: int) -> str:
-        return self.lanes.lane(source=source, text=text, priority=priority)
+        if line is not LineState.HELD and (destination not in self._more or lane == "priority"):
+            return Admission("routed", lane, route, path=route_path, rewrite=rewrite)
+        if offline is not None:
+            due = validity_until
+        else:  # behind a retry wait, or behind parked messages still being read back
+            due = self._held_until(destination) if line is LineState.HELD else now
+        return Admission(
+            "retry-wait",
+            lane,
+            route,
+            reason=offline or "waiting behind earlier messages to the same number",
+            next_attempt_at=due,
+            path=route_path,
+            rewrite=rewrite,
+        )
 
     def _decide(self, view: MessageView) -> Decision:
         decision = self.routes.table.resolve(view.destination)
@@ -341,7 +335,7 @@ class Pipeline:
     def _enqueue(self, p: Pending) -> None:
         self._loaded_upto = max(self._loaded_upto, p.id)
         if self.queue.admit(p.destination) == "park":
-            self._park([p], self.queue_due(p.destination), reason=None)
+            self._park([p], self._held_until(p.destination), reason=None)
             return
         if p.destination in self._more and p.lane != "priority":  # it waits behind the parked
             self._park([p], p.validity_until, reason=None)
@@ -349,7 +343,7 @@ class Pipeline:
         self.queue.push(p)
         self._pump_later()
 
-    def queue_due(self, destination: str) -> datetime:
+    def _held_until(self, destination: str) -> datetime:
         line = self.queue.line(destination)
         assert line is not None and line.held_until is not None
         return line.held_until
