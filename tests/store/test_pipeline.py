@@ -394,3 +394,40 @@ def test_cancel_takes_a_queued_message_out(ctl):
         assert len(h.sip.sent) == 1
 
     run(ctl, scenario)
+
+
+def test_an_mo_deliver_sm_on_a_connection_enters_the_pipeline(ctl):
+    from gateway.connections import ConnectionManager
+    from gateway.smpp.codec import Pdu
+    from gateway.smpp.constants import CommandId
+
+    def mo(destination: str, text: bytes = b"reply from the vendor", esm_class: int = 0) -> Pdu:
+        return Pdu(
+            CommandId.DELIVER_SM, 7, 0,
+            {"source_addr_ton": 1, "source_addr_npi": 1, "source_addr": "447700900123",
+             "dest_addr_ton": 1, "dest_addr_npi": 1, "destination_addr": destination,
+             "esm_class": esm_class, "data_coding": 0, "short_message": text},
+        )  # fmt: skip
+
+    async def scenario(h: Harness) -> None:
+        h.sip.online.add(account_id(h, "1111"))
+        manager = ConnectionManager(h.pipeline.config, h.engine, h.writer, None, h.pipeline)
+        cid = h.conn_ids["A"]
+        assert await manager.mo(cid, "A", mo(JOHN)) == Status.ESME_ROK  # answered once stored
+        await h.settle()
+        assert h.sip.sent == [("+447700900123", "+964111222333", "reply from the vendor")]
+        await h.quiet()
+        with h.engine.connect() as conn:
+            [row] = conn.execute(select(messages)).mappings().all()
+        assert (row["origin"], row["connection_id"], row["state"]) == (
+            "connection",
+            cid,
+            "delivered",
+        )
+        assert await manager.mo(cid, "A", mo("4420799999")) == Status.ESME_RINVDSTADR
+        udh_part = b"\x05\x00\x03\x01\x02\x01" + b"first half"
+        assert (
+            await manager.mo(cid, "A", mo(JOHN, udh_part, esm_class=0x40)) == Status.ESME_RX_P_APPN
+        )
+
+    run(ctl, scenario)
