@@ -25,9 +25,11 @@ the outcome's CDR and the receipt for the originating carrier are in the same tr
 as the final state. The life cycle is :mod:`gateway.lifecycle`'s table.
 
 **At-least-once.** A message is marked ``sending`` when it goes out and settled when its
-answer comes. If the process dies in between (after the app got it, before the outcome was
-committed), the message is still ``sending`` in the store and is sent again after the
-restart: the one window in which an app can receive a message twice. Nothing accepted is
+answer comes; its destination's next message goes out only once that outcome is committed.
+If the process dies in between (after the app got it, before the outcome was committed),
+the message is still ``sending`` in the store and is sent again after the restart: the one
+window in which an app can receive a message twice, at most one message per destination
+per crash. Nothing accepted is
 lost: at start, the store's backlog (accepted, routed, sending) is read back, parked
 destinations are held again, and forwarded messages wait for their receipts.
 """
@@ -498,17 +500,18 @@ class Pipeline:
         self.in_flight.pop(p.id, None)
         self.stats["forwarded"] += 1
         now = utcnow()
-        self.stage(lambda batch: stage_forwarded(batch, p, connection, peer_ids, now))
-        self._line_done(p.destination)
-        self._pump_later()
+        self.stage(
+            lambda batch: stage_forwarded(batch, p, connection, peer_ids, now),
+            lambda error: self._line_done(p.destination),  # the next one once this is stored
+        )
         self._notify_changed()
 
     def _settled(self, p: Pending, state: str, reason: str | None, error: int | None) -> None:
         """A final answer for a message in flight."""
         self.in_flight.pop(p.id, None)
-        self._final(p, state, reason, error)
-        self._line_done(p.destination)
-        self._pump_later()
+        # the destination's next message goes out once this outcome is committed: a crash
+        # can then make an app receive at most one message twice (the one being sent)
+        self._final(p, state, reason, error, then=lambda: self._line_done(p.destination))
         self._notify_changed()
 
     def _attempt_failed(self, p: Pending, temporary: bool, reason: str, error: int | None) -> None:
@@ -543,6 +546,7 @@ class Pipeline:
 
     def _line_done(self, destination: str) -> None:
         self.queue.done(destination)
+        self._pump_later()
         if destination in self._more:
             line = self.queue.line(destination)
             if line is None or not len(line):  # what was read back went out: read on
@@ -750,7 +754,17 @@ class Pipeline:
                 log.warning("pipeline: writer closed, %d operations not written", len(ops))
                 return
 
-    def _final(self, p: Pending, state: str, reason: str | None, error: int | None) -> None:
+    def _final(
+        self,
+        p: Pending,
+        state: str,
+        reason: str | None,
+        error: int | None,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """Write the final state, CDR and receipts; ``then`` runs after the commit (or its
+        failure: the line must not stay blocked; the store still says sending, so the
+        message is sent again after a restart)."""
         now = utcnow()
         items: list[Item] = []
         self.stats[state] += 1
@@ -766,6 +780,8 @@ class Pipeline:
             if error_ is None:
                 self._committed_items(items)
                 self._outcome(p, state, reason, error)
+            if then is not None:
+                then()
 
         self.stage(stage, done)
 

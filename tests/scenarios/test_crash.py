@@ -21,8 +21,9 @@ def test_sigkill_mid_delivery_loses_nothing(make_env, sip_ua):
     assert app.wait_registered() == 200
     got = [app.next_message(timeout=30).body for _ in range(KILL_AFTER)]
     gw.kill()  # SIGKILL, mid-delivery
-    before_restart = len(app.received)
-    assert before_restart < COUNT, "delivery finished before the kill: the test proves nothing"
+    at_kill = {r["body_text"]: r["state"] for r in rows(gw)}
+    recorded = {text for text, state in at_kill.items() if state == "delivered"}
+    assert len(recorded) < COUNT, "delivery finished before the kill: the test proves nothing"
     gw.start()  # same store; the registration is restored from it
     seen = collections.Counter(got)
     while len(seen) < COUNT:
@@ -30,13 +31,16 @@ def test_sigkill_mid_delivery_loses_nothing(make_env, sip_ua):
     gw.stop()
     assert set(seen) == set(texts)  # nothing accepted was lost
     duplicates = sum(n - 1 for n in seen.values())
-    # at-least-once: only messages answered just before the kill, whose outcome was not yet
-    # committed, are sent again; never the whole backlog, never a message twice more
-    assert duplicates <= 50, duplicates
-    assert max(seen.values()) <= 2
+    twice = {text for text, n in seen.items() if n > 1}
+    # at-least-once: only messages whose outcome was not committed when the process died are
+    # sent again (they were being sent or just answered); nothing recorded as delivered is
+    assert not twice & recorded, sorted(twice & recorded)[:5]
+    # a destination's next message waits for the previous outcome's commit: one destination
+    # here, so at most the one message being sent at the kill comes twice
+    assert duplicates <= 1, duplicates
     stored = rows(gw)
     assert len(stored) == COUNT and {r["state"] for r in stored} == {"delivered"}
     print(
-        f"crash test: {COUNT} accepted, killed after {before_restart} received,"
+        f"crash test: {COUNT} accepted, {len(recorded)} recorded delivered at the kill,"
         f" {duplicates} sent twice, 0 lost"
     )
