@@ -172,7 +172,9 @@ def stage_final(
         ids = conn.execute(
             select(fragments.c.id).where(fragments.c.message_id == p.id).order_by(fragments.c.seq)
         ).scalars()
-        for part_id in ids:
+        # a long text sent whole (message_payload) has several parts but no fragments: the
+        # carrier knows it by the message's own id
+        for part_id in list(ids) or [p.id]:
             items.append(stage_pdu(batch, carrier, pdu(part_id), p.id))
 
     batch.then(each_part)

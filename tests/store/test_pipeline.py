@@ -74,16 +74,16 @@ class FakeOutbox:
 class Store:
     """Write one carrier message row (as the SMPP server's AcceptOp does)."""
 
-    def __init__(self, fields, text, carrier_id, rd, admission, now, done):
-        self.args = (fields, text, carrier_id, rd, admission, now)
+    def __init__(self, fields, text, carrier_id, rd, admission, now, done, parts=1):
+        self.args = (fields, text, carrier_id, rd, admission, now, parts)
         self.done = done
         self.row = None
 
     def stage(self, batch):
-        fields, text, carrier_id, rd, admission, now = self.args
+        fields, text, carrier_id, rd, admission, now, parts = self.args
         [mid] = batch.new_ids(1)
         self.row = message_row(
-            mid, carrier_id, fields, text=text, body=None, parts=1,
+            mid, carrier_id, fields, text=text, body=None, parts=parts,
             registered_delivery=rd, now=now, admission=admission,
         )  # fmt: skip
         batch.add(messages, self.row)
@@ -103,7 +103,9 @@ class Harness:
     tata: int
     conn_ids: dict[str, int]
 
-    async def submit(self, destination, text="hi", *, rd=1, path=(), validity=timedelta(hours=1)):
+    async def submit(
+        self, destination, text="hi", *, rd=1, path=(), validity=timedelta(hours=1), parts=1
+    ):
         now = datetime.now(UTC)
         admission = self.pipeline.admit(
             origin="carrier", sender="TATA", source="AsiaCell", destination=destination,
@@ -115,7 +117,7 @@ class Harness:
             "validity_until": now + validity, "schedule_at": None,
         }  # fmt: skip
         done = asyncio.get_running_loop().create_future()
-        self.writer.submit(Store(fields, text, self.tata, rd, admission, now, done))
+        self.writer.submit(Store(fields, text, self.tata, rd, admission, now, done, parts))
         row = await done
         self.pipeline.accepted(row)
         return row["id"]
@@ -429,5 +431,20 @@ def test_an_mo_deliver_sm_on_a_connection_enters_the_pipeline(ctl):
         assert (
             await manager.mo(cid, "A", mo(JOHN, udh_part, esm_class=0x40)) == Status.ESME_RX_P_APPN
         )
+
+    run(ctl, scenario)
+
+
+def test_a_long_text_sent_whole_gets_its_receipt_under_its_own_id(ctl):
+    """message_payload: several SMS parts, one submit_sm, no fragments."""
+
+    async def scenario(h: Harness) -> None:
+        h.sip.online.add(account_id(h, "1111"))
+        mid = await h.submit(JOHN, "x" * 400, parts=3)
+        await h.settle()
+        await h.quiet()
+        [item] = h.outbox.items
+        assert item.pdu.tlv_str(0x001E) == str(mid)
+        assert b"sub:003 dlvrd:003 " in item.pdu.params["short_message"]
 
     run(ctl, scenario)
