@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from billing import commands as billing_commands
 from gateway import __version__, admin, render
 from gateway.config import Config, load_config
 from gateway.errors import GatewayError
@@ -38,6 +39,8 @@ COLUMNS = {
         "max_binds",
         "throughput",
         "receipt_id",
+        "timezone",
+        "billable",
         "enabled",
     ),
     "connection": (
@@ -52,7 +55,8 @@ COLUMNS = {
         "enabled",
     ),
     "policy": ("id", "pattern", "connection", "priority"),
-    "tariff": ("id", "carrier", "prefix", "price", "currency", "from", "to"),
+    "tariff": ("id", "carrier", "prefix", "price", "currency", "unit", "from", "to"),
+    "fee": ("id", "carrier", "name", "kind", "tiers", "currency", "unit", "from", "to"),
 }
 
 
@@ -433,6 +437,19 @@ add_passwd_command(carrier, service.kind("carrier"))
     show_default=True,
     help="Meaning of data_coding 0 for this carrier.",
 )
+@click.option(
+    "--timezone",
+    default="UTC",
+    show_default=True,
+    help="IANA time zone of its billing months and tariff days (e.g. Asia/Kolkata).",
+)
+@click.option(
+    "--billable",
+    type=click.Choice(["accepted", "delivered"]),
+    default="accepted",
+    show_default=True,
+    help="What it pays for: every accepted message, or delivered ones only.",
+)
 @json_option
 @pass_obj
 def carrier_add(
@@ -445,6 +462,8 @@ def carrier_add(
     throughput: int | None,
     receipt_id: str,
     data_coding: str,
+    timezone: str,
+    billable: str,
     as_json: bool,
 ) -> None:
     """Add a carrier; its password is kept only as a salted hash."""
@@ -458,8 +477,41 @@ def carrier_add(
         "throughput": throughput,
         "receipt_id": receipt_id,
         "data_coding": data_coding,
+        "timezone": timezone,
+        "billable": billable,
     }
     run_change(obj, k, "added", as_json, lambda ctx: service.create(ctx, k, raw))
+
+
+@carrier.command("set")
+@click.argument("name")
+@click.option("--timezone", help="IANA time zone of its billing months and tariff days.")
+@click.option(
+    "--billable",
+    type=click.Choice(["accepted", "delivered"]),
+    help="What it pays for: every accepted message, or delivered ones only.",
+)
+@click.option("--throughput", type=int, help="Message segments per second.")
+@click.option("--max-binds", type=int, help="Simultaneous binds allowed.")
+@json_option
+@pass_obj
+def carrier_set(
+    obj: Any,
+    name: str,
+    timezone: str | None,
+    billable: str | None,
+    throughput: int | None,
+    max_binds: int | None,
+    as_json: bool,
+) -> None:
+    """Change a carrier's settings (only the options given)."""
+    k = service.kind("carrier")
+    given = {"timezone": timezone, "billable": billable, "throughput": throughput,
+             "max_binds": max_binds}  # fmt: skip
+    changes = {key: value for key, value in given.items() if value is not None}
+    if not changes:
+        fail("nothing to change: give --timezone, --billable, --throughput or --max-binds")
+    run_change(obj, k, "changed", as_json, lambda ctx: service.change(ctx, k, name, changes))
 
 
 connection = kind_group("connection", "Outbound SMPP connections to peer environments or vendors.")
@@ -551,10 +603,21 @@ tariff = kind_group("tariff", "Carrier tariffs: price per SMS by E.164 prefix.")
 @click.option("--price", required=True, help="Price per SMS, a decimal number (e.g. 0.01).")
 @click.option("--currency", required=True, help="ISO 4217 code, e.g. USD.")
 @click.option(
-    "--from", "start", metavar="YYYY-MM-DD", help="First day (UTC) it applies (default: today)."
+    "--from",
+    "start",
+    metavar="YYYY-MM-DD",
+    help="First day it applies, in the carrier's time zone (default: today).",
 )
 @click.option(
-    "--to", "end", metavar="YYYY-MM-DD", help="Last day (UTC) it applies (default: open-ended)."
+    "--to", "end", metavar="YYYY-MM-DD", help="Last day it applies (default: open-ended)."
+)
+@click.option(
+    "--per",
+    "unit",
+    type=click.Choice(["message", "segment"]),
+    default="message",
+    show_default=True,
+    help="Price each message, or each segment (part) of it.",
 )
 @json_option
 @pass_obj
@@ -566,6 +629,7 @@ def tariff_add(
     currency: str,
     start: str | None,
     end: str | None,
+    unit: str,
     as_json: bool,
 ) -> None:
     """Add a tariff; an open-ended earlier tariff of the same prefix ends the day before."""
@@ -576,6 +640,7 @@ def tariff_add(
         "price": price,
         "currency": currency,
         "to": end,
+        "unit": unit,
     }
     if start is not None:
         raw["from"] = start
@@ -586,6 +651,90 @@ def tariff_add(
         return service.create(ctx, k, raw)
 
     run_change(obj, k, "added", as_json, action)
+
+
+fee = kind_group("fee", "Monthly volume fees of carriers: fixed, by volume band, or tiered.")
+
+
+def _tier(text: str) -> list[str | int]:
+    units, sep, price = text.partition("=")
+    if not sep or not units.strip().isdigit():
+        fail(f"--tier: {text!r} is not FROM=PRICE (e.g. 100000=0.008)")
+    return [int(units), price.strip()]
+
+
+@fee.command("add")
+@click.option("--carrier", "carrier_name", required=True, help="Carrier name.")
+@click.option("--name", required=True, help="Label on the invoice, e.g. 'platform fee'.")
+@click.option(
+    "--kind",
+    type=click.Choice(["monthly", "volume-fee", "graduated", "volume-price"]),
+    required=True,
+    help="monthly: fixed amount; volume-fee: fixed amount by the month's volume band; "
+    "graduated: unit price per tier; volume-price: all units at the band's unit price.",
+)
+@click.option("--amount", help="The amount of a monthly fee.")
+@click.option(
+    "--tier",
+    "tiers",
+    multiple=True,
+    metavar="FROM=PRICE",
+    help="A tier: from this volume on, this price (repeatable; the first from 0).",
+)
+@click.option("--currency", required=True, help="ISO 4217 code, e.g. USD.")
+@click.option(
+    "--per",
+    "unit",
+    type=click.Choice(["message", "segment"]),
+    default="message",
+    show_default=True,
+    help="What the volume counts.",
+)
+@click.option("--from", "start", metavar="YYYY-MM", help="First month (default: this month).")
+@click.option("--to", "end", metavar="YYYY-MM", help="Last month (default: open-ended).")
+@json_option
+@pass_obj
+def fee_add(
+    obj: Obj,
+    carrier_name: str,
+    name: str,
+    kind: str,
+    amount: str | None,
+    tiers: tuple[str, ...],
+    currency: str,
+    unit: str,
+    start: str | None,
+    end: str | None,
+    as_json: bool,
+) -> None:
+    """Add a monthly volume fee to a carrier's settlements."""
+    if kind == "monthly":
+        if amount is None or tiers:
+            fail("a monthly fee takes --amount (and no --tier)")
+        tier_list: list[list[str | int]] = [[0, amount]]
+    else:
+        if amount is not None or not tiers:
+            fail(f"a {kind} fee takes --tier FROM=PRICE (repeatable), not --amount")
+        tier_list = [_tier(t) for t in tiers]
+    k = service.kind("fee")
+    raw: dict[str, Any] = {
+        "carrier": carrier_name,
+        "name": name,
+        "kind": kind,
+        "tiers": tier_list,
+        "currency": currency,
+        "unit": unit,
+        "to": end,
+    }
+    if start is not None:
+        raw["from"] = start
+    run_change(obj, k, "added", as_json, lambda ctx: service.create(ctx, k, raw))
+
+
+# -- billing: settlement, usage, CDRs ------------------------------------------------------
+main.add_command(billing_commands.settlement)
+main.add_command(billing_commands.usage_cmd)
+main.add_command(billing_commands.cdrs_group)
 
 
 # -- audit and declarative provisioning ----------------------------------------------------

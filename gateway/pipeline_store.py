@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
 
+from billing import cdr
 from gateway.queue import Pending
 from gateway.smpp.codec import Pdu
 from gateway.smpp.dlr import STAT_OF_STATE, receipt_pdu, wants_receipt
@@ -123,23 +124,22 @@ def stage_final(
     [cdr_id] = batch.new_ids(1)
     batch.add(
         cdrs,
-        {
-            "id": cdr_id,
-            "message_id": p.id,
-            "leg": "in",
-            "carrier_id": p.carrier_id,
-            "account_id": p.account_id,
-            "connection_id": p.connection_id,
-            "source": p.source,
-            "destination": p.destination,
-            "parts": p.parts,
-            "data_coding": p.data_coding,
-            "route": p.route,
-            "state": state,
-            "reason": _reason(reason),
-            "accepted_at": p.accepted_at,
-            "final_at": now,
-        },
+        cdr.row(
+            cdr_id=cdr_id,
+            message_id=p.id,
+            carrier_id=p.carrier_id,
+            account_id=p.account_id,
+            connection_id=p.connection_id,
+            source=p.source,
+            destination=p.destination,
+            parts=p.parts,
+            data_coding=p.data_coding,
+            route=p.route,
+            state=state,
+            reason=_reason(reason),
+            accepted_at=p.accepted_at,
+            final_at=now,
+        ),
         ignore=True,
     )
     carrier = p.carrier_id

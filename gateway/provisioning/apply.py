@@ -22,7 +22,7 @@ from gateway.provisioning.service import KINDS, audited
 from gateway.store.schema import accounts, dids
 
 # Creation and update order; deletions run in reverse.
-ORDER = ("customer", "product", "carrier", "connection", "account", "policy", "tariff")
+ORDER = ("customer", "product", "carrier", "connection", "account", "policy", "tariff", "fee")
 SECTIONS = {KINDS[name].section: KINDS[name] for name in ORDER}
 
 

@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 
 from sqlalchemy import delete, insert, select, update
 
+from billing.periods import zone
+from billing.settlement import BILLABLE
 from gateway.errors import Conflict, InvalidInput
 from gateway.provisioning import fields as F
 from gateway.provisioning.base import (
@@ -27,7 +29,16 @@ from gateway.secrets import (
     hash_password,
     verify_password,
 )
-from gateway.store.schema import carriers, cdrs, connections, messages, policies, tariffs
+from gateway.store.schema import (
+    carriers,
+    cdrs,
+    connections,
+    fees,
+    messages,
+    policies,
+    settlements,
+    tariffs,
+)
 from routing.patterns import normalise_pattern
 
 NAME = F.name(64)
@@ -45,6 +56,12 @@ def _smpp_password(value: Any, field: str) -> str:
         raise InvalidInput(field, f"expected text, got {value!r}")
     check_smpp_password(str(value), field)
     return str(value)
+
+
+def _timezone(value: Any, field: str) -> str:
+    """The IANA zone of the carrier's billing months and tariff days."""
+    zone(value, field)
+    return str(value).strip()
 
 
 def _pattern(value: Any, field: str) -> str:
@@ -65,6 +82,8 @@ class Carriers(NamedColumns):
         F.Field("throughput", F.optional(F.integer(1, 1_000_000)), None),
         F.Field("receipt_id", F.choice(("dec", "hex")), "dec"),
         F.Field("data_coding", F.choice(("gsm", "latin1")), "gsm"),
+        F.Field("timezone", _timezone, "UTC"),
+        F.Field("billable", F.choice(BILLABLE), "accepted"),
         F.Field("enabled", F.boolean, True),
         F.Field("password", _smpp_password, write_only=True),
     )
@@ -75,6 +94,8 @@ class Carriers(NamedColumns):
         "throughput": "throughput",
         "receipt_id": "receipt_id_format",
         "data_coding": "data_coding_default",
+        "timezone": "billing_timezone",
+        "billable": "billable",
         "enabled": "enabled",
     }
 
@@ -120,6 +141,8 @@ class Carriers(NamedColumns):
             key,
             [
                 (tariffs, tariffs.c.carrier_id == pk, "has tariffs"),
+                (fees, fees.c.carrier_id == pk, "has volume fees"),
+                (settlements, settlements.c.carrier_id == pk, "has settlements"),
                 *history_uses("carrier_id", pk),
             ],
         )

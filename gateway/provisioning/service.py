@@ -9,6 +9,7 @@ from typing import Any
 from gateway.errors import Conflict, InvalidInput
 from gateway.provisioning import audit
 from gateway.provisioning.base import Context, Kind, Record, not_found
+from gateway.provisioning.fees import Fees
 from gateway.provisioning.parties import Accounts, Customers, Dids, Products
 from gateway.provisioning.peers import Carriers, Connections, Policies
 from gateway.provisioning.tariffs import Tariffs
@@ -24,6 +25,7 @@ KINDS: dict[str, Kind] = {
         Connections(),
         Policies(),
         Tariffs(),
+        Fees(),
     )
 }
 

@@ -1,10 +1,11 @@
 # Provisioned carrier tariffs: E.164 prefix, exact price, currency, effective dates.
-"""A tariff prices the SMS a carrier terminates to destinations starting with a prefix.
+"""A tariff prices the SMS a carrier terminates to destinations starting with a prefix, per
+message or per segment (``unit``).
 
-It is effective from 00:00 UTC of ``from`` through the whole UTC day ``to`` (open-ended when
-``to`` is empty). Two tariffs of one carrier and prefix never overlap in time, so the rating
-of a message is never ambiguous; billing/tariffs.py picks the longest prefix at the time the
-message was accepted."""
+It is effective from 00:00 of ``from`` through the whole day ``to`` (open-ended when ``to``
+is empty), both in the carrier's billing time zone (UTC unless the carrier sets one). Two
+tariffs of one carrier and prefix never overlap in time, so the rating of a message is never
+ambiguous; billing/tariffs.py picks the longest prefix at the time the message was accepted."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, select, update
 
 from billing.money import parse_currency, parse_price
+from billing.tariffs import UNITS
 from gateway.errors import Conflict, InvalidInput
 from gateway.provisioning import audit
 from gateway.provisioning import fields as F
@@ -47,6 +49,7 @@ class Tariffs(Kind):
         F.Field("price", _price),
         F.Field("currency", _currency),
         F.Field("to", F.optional(F.day), None),
+        F.Field("unit", F.choice(UNITS), "message"),
     )
 
     def key(self, record: Record) -> str:
@@ -73,6 +76,7 @@ class Tariffs(Kind):
                 "price": row["price"],
                 "currency": row["currency"],
                 "to": row["effective_to"],
+                "unit": row["unit"],
             }
             out[self.key(record)] = record
         return out
@@ -116,6 +120,7 @@ class Tariffs(Kind):
                 "price": other["price"],
                 "currency": other["currency"],
                 "to": None,
+                "unit": other["unit"],
             }
             after = {**before, "to": last_day}
             audit.record(ctx, "update", self.name, self.key(before), before, after)
@@ -135,6 +140,7 @@ class Tariffs(Kind):
                 currency=record["currency"],
                 effective_from=record["from"],
                 effective_to=record["to"],
+                unit=record["unit"],
                 created_at=ctx.now,
             )
         )
@@ -146,7 +152,12 @@ class Tariffs(Kind):
         ctx.conn.execute(
             update(tariffs)
             .where(tariffs.c.id == pk)
-            .values(price=record["price"], currency=record["currency"], effective_to=record["to"])
+            .values(
+                price=record["price"],
+                currency=record["currency"],
+                effective_to=record["to"],
+                unit=record["unit"],
+            )
         )
 
     def delete(self, ctx: Context, key: str) -> None:

@@ -98,6 +98,9 @@ carriers = Table(
     Column("throughput", Integer, nullable=True),
     Column("receipt_id_format", String(3), nullable=False),
     Column("data_coding_default", String(8), nullable=False),
+    # Billing: the IANA zone of the carrier's months and tariff days; what it pays for.
+    Column("billing_timezone", String(64), nullable=False, server_default="UTC"),
+    Column("billable", String(9), nullable=False, server_default="accepted"),  # | delivered
     Column("enabled", Boolean, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -140,11 +143,31 @@ tariffs = Table(
     Column("prefix", String(15), nullable=False),
     Column("price", DecimalText, nullable=False),
     Column("currency", String(3), nullable=False),
-    # Effective from 00:00 UTC of effective_from through the whole UTC day effective_to.
+    Column("unit", String(7), nullable=False, server_default="message"),  # | segment
+    # Effective from 00:00 of effective_from through the whole day effective_to, both in the
+    # carrier's billing time zone.
     Column("effective_from", Date, nullable=False),
     Column("effective_to", Date, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("carrier_id", "prefix", "effective_from"),
+)
+
+# Monthly charges by volume: a fixed fee, a fee by volume band, graduated or band unit prices.
+# tiers: [[from_units, price], ...] ascending from 0, prices as text (exact).
+fees = Table(
+    "fees",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("carrier_id", ForeignKey("carriers.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("kind", String(12), nullable=False),  # monthly | volume-fee | graduated | volume-price
+    Column("unit", String(7), nullable=False),  # message | segment: what the volume counts
+    Column("currency", String(3), nullable=False),
+    Column("tiers", JSON, nullable=False),
+    Column("effective_from", Date, nullable=False),  # first day of the first month
+    Column("effective_to", Date, nullable=True),  # first day of the last month
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("carrier_id", "name", "effective_from"),
 )
 
 audit_log = Table(
@@ -294,4 +317,77 @@ cdrs = Table(
     Column("final_at", UTCDateTime, nullable=True),
     UniqueConstraint("message_id", "leg"),
     Index(None, "carrier_id", "accepted_at"),
+)
+
+# CDRs are never updated: the migration adds a trigger refusing UPDATE on both backends.
+CDR_IMMUTABLE_MESSAGE = "CDRs are immutable once written"
+
+# A carrier's settlement of one month: draft while being (re)built, then final and frozen.
+settlements = Table(
+    "settlements",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("carrier_id", ForeignKey("carriers.id"), nullable=False),
+    Column("period", String(7), nullable=False),  # YYYY-MM in the carrier's time zone
+    Column("state", String(5), nullable=False),  # draft | final
+    Column("timezone", String(64), nullable=False),
+    Column("period_start", UTCDateTime, nullable=False),
+    Column("period_end", UTCDateTime, nullable=False),  # exclusive
+    Column("billable", String(9), nullable=False),
+    Column("key_length", SmallInteger, nullable=False),  # destination digits grouped on
+    Column("boundaries", JSON, nullable=False),  # tariff change instants inside the period
+    Column("cdr_count", BigInteger, nullable=False),
+    Column("cdr_checksum", String(64), nullable=False),
+    Column("pending", BigInteger, nullable=False),  # accepted in the period, not final yet
+    Column("built_at", UTCDateTime, nullable=False),
+    Column("built_by", String(128), nullable=False),
+    Column("finalised_at", UTCDateTime, nullable=True),
+    Column("finalised_by", String(128), nullable=True),
+    UniqueConstraint("carrier_id", "period"),
+)
+
+# The CDR counts a settlement was built from, by destination key, tariff bucket and state;
+# kept so a later run can find exactly the CDRs that arrived after a month was finalised.
+settlement_groups = Table(
+    "settlement_groups",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column(
+        "settlement_id",
+        ForeignKey("settlements.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("source_period", String(7), nullable=False),  # the month the CDRs belong to
+    Column("dest_key", String(15), nullable=False),
+    Column("bucket", SmallInteger, nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("messages", BigInteger, nullable=False),
+    Column("parts", BigInteger, nullable=False),
+)
+
+# The invoice lines of a settlement, in order: usage by tariff, adjustments, volume fees.
+settlement_lines = Table(
+    "settlement_lines",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column(
+        "settlement_id",
+        ForeignKey("settlements.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("seq", Integer, nullable=False),
+    Column("kind", String(10), nullable=False),  # usage | adjustment | fee | unrated
+    Column("source_period", String(7), nullable=False),
+    Column("prefix", String(15), nullable=True),
+    Column("description", String(255), nullable=False),
+    Column("tariff_id", Integer, nullable=True),
+    Column("currency", String(3), nullable=True),
+    Column("unit", String(7), nullable=True),
+    Column("unit_price", DecimalText, nullable=True),
+    Column("messages", BigInteger, nullable=False),
+    Column("parts", BigInteger, nullable=False),
+    Column("units", BigInteger, nullable=False),
+    Column("amount", DecimalText, nullable=True),
 )

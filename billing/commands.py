@@ -1,0 +1,296 @@
+# gatewayctl's billing commands: settlement run/finalise/show/list/export, usage, cdrs export.
+"""The command line of billing (click). ``gatewayctl`` adds these groups to its own; each
+command gets gatewayctl's ``Obj`` (config and actor) as the click object."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import Engine, select
+from sqlalchemy.engine import Connection
+
+from billing import export, runs, usage
+from gateway import admin, render
+from gateway.errors import InvalidInput
+from gateway.provisioning import fields as F
+from gateway.store.engine import translated
+from gateway.store.schema import carriers, settlements
+
+FORMATS = ("csv", "json", "pdf")
+month_option = click.option("--month", required=True, metavar="YYYY-MM", help="The month.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+@contextlib.contextmanager
+def store(obj: Any) -> Iterator[Engine]:
+    engine = admin.open_store(obj.config)
+    try:
+        with translated(obj.config.database):
+            yield engine
+    finally:
+        engine.dispose()
+
+
+def _day(text: str, option: str) -> date:
+    return F.day(text, option)
+
+
+def _money(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _print_outcome(o: runs.Outcome) -> None:
+    if o.skipped:
+        click.echo(f"{o.carrier} {o.period}: skipped: {o.skipped}")
+        return
+    s = o.statement
+    assert s is not None
+    totals = ", ".join(f"{a} {c}" for c, a in s.totals.items()) or "nothing to invoice"
+    click.echo(
+        f"{o.carrier} {o.period} ({o.state}): {s.messages:,} billable messages, "
+        f"{s.parts:,} parts; total {totals}"
+    )
+    for line in s.lines:
+        price = "" if line.unit_price is None else f" x {line.unit_price}"
+        click.echo(
+            f"  {line.seq:>3}. {line.kind:<10} {line.description}: {line.messages:,} msgs, "
+            f"{line.units:,} units{price} = {_money(line.amount)} {line.currency or ''}".rstrip()
+        )
+    if s.unrated:
+        click.echo(f"  warning: {s.unrated:,} billable messages have no tariff (not priced)")
+    if s.not_billable:
+        click.echo(f"  {s.not_billable:,} messages not billable (carrier pays delivered only)")
+    if o.pending:
+        click.echo(
+            f"  {o.pending:,} messages of the month are not final yet (billed when final, as a "
+            "later adjustment if the month is final by then)"
+        )
+    for notice in o.notices:
+        click.echo(f"  warning: {notice}")
+    click.echo(f"  CDRs {o.cdr_count:,}, checksum {o.checksum}")
+
+
+def _outcome_json(o: runs.Outcome) -> dict[str, Any]:
+    s = o.statement
+    return {
+        "carrier": o.carrier,
+        "period": o.period,
+        "state": o.state,
+        "skipped": o.skipped,
+        "cdr_count": o.cdr_count,
+        "cdr_checksum": o.checksum or None,
+        "pending": o.pending,
+        "messages": s.messages if s else 0,
+        "unrated": s.unrated if s else 0,
+        "totals": {c: str(a) for c, a in s.totals.items()} if s else {},
+        "notices": o.notices,
+    }
+
+
+@click.group("settlement")
+def settlement() -> None:
+    """Monthly carrier settlements: build, freeze and export invoices."""
+
+
+def _run(obj: Any, month: str, carrier: str | None, finalise: bool, as_json: bool) -> None:
+    with store(obj) as engine:
+        outcomes = runs.run(
+            engine,
+            month,
+            carrier=carrier,
+            actor=obj.actor,
+            now=datetime.now(UTC),
+            finalise=finalise,
+        )
+    if as_json:
+        click.echo(render.to_json([_outcome_json(o) for o in outcomes]))
+        return
+    for o in outcomes:
+        _print_outcome(o)
+    if not outcomes:
+        click.echo("no carriers")
+
+
+@settlement.command("run")
+@month_option
+@click.option("--carrier", metavar="NAME", help="Only this carrier (default: every carrier).")
+@json_option
+@click.pass_obj
+def settlement_run(obj: Any, month: str, carrier: str | None, as_json: bool) -> None:
+    """Build, or rebuild while not final, the month's settlement of each carrier.
+
+    Lines by tariff (prefix and price period), unrated messages, adjustments for CDRs that
+    reached an already final month late, volume fees, totals per currency."""
+    _run(obj, month, carrier, False, as_json)
+
+
+@settlement.command("finalise")
+@month_option
+@click.option("--carrier", metavar="NAME", required=True, help="The carrier.")
+@json_option
+@click.pass_obj
+def settlement_finalise(obj: Any, month: str, carrier: str, as_json: bool) -> None:
+    """Rebuild the month's settlement and freeze it (the month must be over; months are
+    finalised in order). CDRs arriving later go to the next month's adjustments."""
+    _run(obj, month, carrier, True, as_json)
+
+
+@settlement.command("show")
+@month_option
+@click.option("--carrier", metavar="NAME", required=True, help="The carrier.")
+@json_option
+@click.pass_obj
+def settlement_show(obj: Any, month: str, carrier: str, as_json: bool) -> None:
+    """Show a stored settlement: header, lines and totals."""
+    with store(obj) as engine, engine.connect() as conn:
+        s = runs.load(conn, carrier, month)
+    if as_json:
+        click.echo(export.to_json(s), nl=False)
+        return
+    header = {k: s[k] for k in ("carrier", "period", "state", "timezone", "billable",
+                                "messages", "pending", "cdr_count", "cdr_checksum")}  # fmt: skip
+    header["totals"] = ", ".join(f"{a} {c}" for c, a in s["totals"].items()) or "-"
+    render.details(header)
+    render.table(
+        s["lines"],
+        ("seq", "kind", "description", "messages", "parts", "units", "unit_price", "amount",
+         "currency"),
+    )  # fmt: skip
+
+
+@settlement.command("list")
+@click.option("--carrier", metavar="NAME", help="Only this carrier.")
+@json_option
+@click.pass_obj
+def settlement_list(obj: Any, carrier: str | None, as_json: bool) -> None:
+    """List stored settlements, newest month first."""
+    with store(obj) as engine, engine.connect() as conn:
+        query = (
+            select(
+                carriers.c.name.label("carrier"),
+                settlements.c.period,
+                settlements.c.state,
+                settlements.c.cdr_count,
+                settlements.c.built_at,
+                settlements.c.finalised_at,
+                settlements.c.finalised_by,
+            )
+            .join(carriers, carriers.c.id == settlements.c.carrier_id)
+            .order_by(settlements.c.period.desc(), carriers.c.name)
+        )
+        if carrier is not None:
+            runs.billing_of(conn, carrier)
+            query = query.where(carriers.c.name == carrier)
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    if as_json:
+        click.echo(render.to_json(rows))
+    else:
+        render.table(rows, ("carrier", "period", "state", "cdr_count", "built_at", "finalised_at"))
+
+
+def _carriers_with(conn: Connection, month: str) -> list[str]:
+    query = (
+        select(carriers.c.name)
+        .join(settlements, settlements.c.carrier_id == carriers.c.id)
+        .where(settlements.c.period == month)
+        .order_by(carriers.c.name)
+    )
+    return list(conn.execute(query).scalars())
+
+
+@settlement.command("export")
+@month_option
+@click.option("--carrier", metavar="NAME", help="One carrier (default: each, one file each).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), required=True, help="File format.")
+@click.option(
+    "--out",
+    required=True,
+    metavar="PATH",
+    help="File to write (with --carrier; '-' for standard output), else a folder.",
+)
+@click.pass_obj
+def settlement_export(obj: Any, month: str, carrier: str | None, fmt: str, out: str) -> None:
+    """Export settlements: CSV and JSON for finance systems (byte-identical for the same
+    data; columns in docs/billing.md), PDF for people."""
+    runs.parse_month(month)
+    with store(obj) as engine, engine.connect() as conn:
+        names = [carrier] if carrier is not None else _carriers_with(conn, month)
+        docs = [(name, runs.load(conn, name, month)) for name in names]
+    if carrier is not None:
+        data = export.render(docs[0][1], fmt)
+        if out == "-":
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+            return
+        Path(out).write_bytes(data)
+        click.echo(f"wrote {out} ({len(data):,} bytes)")
+        return
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInput("out", f"{out} is a file: without --carrier, give a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, doc in docs:
+        path = folder / f"settlement-{month}-{name}.{fmt}"
+        path.write_bytes(export.render(doc, fmt))
+        click.echo(f"wrote {path}")
+    if not docs:
+        click.echo(f"no settlements of {month}: run 'gatewayctl settlement run --month {month}'")
+
+
+@click.command("usage")
+@click.option("--carrier", metavar="NAME", required=True, help="The carrier.")
+@click.option("--from", "first", metavar="YYYY-MM-DD", required=True, help="First day.")
+@click.option("--to", "last", metavar="YYYY-MM-DD", required=True, help="Last day (included).")
+@json_option
+@click.pass_obj
+def usage_cmd(obj: Any, carrier: str, first: str, last: str, as_json: bool) -> None:
+    """A carrier's messages per day (its billing time zone), by final state."""
+    start, end = _day(first, "from"), _day(last, "to")
+    with store(obj) as engine, engine.connect() as conn:
+        [who] = runs.billing_of(conn, carrier)
+        rows = usage.per_day(conn, who, start, end)
+    if as_json:
+        click.echo(render.to_json(rows))
+        return
+    render.table(
+        rows,
+        ("day", "messages", "parts", "billable", "delivered", "failed", "expired", "rejected",
+         "deleted"),
+        title=f"{who.name} ({who.timezone})",
+    )  # fmt: skip
+    click.echo(f"total: {sum(r['messages'] for r in rows):,} messages")
+
+
+@click.group("cdrs")
+def cdrs_group() -> None:
+    """Call detail records."""
+
+
+@cdrs_group.command("export")
+@click.option("--carrier", metavar="NAME", required=True, help="The carrier.")
+@click.option("--from", "first", metavar="YYYY-MM-DD", required=True, help="First day.")
+@click.option("--to", "last", metavar="YYYY-MM-DD", required=True, help="Last day (included).")
+@click.option("--format", "fmt", type=click.Choice(("csv", "json")), default="csv",
+              show_default=True, help="File format.")  # fmt: skip
+@click.option("--out", required=True, metavar="PATH", help="File to write ('-': standard output).")
+@click.pass_obj
+def cdrs_export(obj: Any, carrier: str, first: str, last: str, fmt: str, out: str) -> None:
+    """Itemised CDRs of a carrier, for disputes: one per message, with the id the carrier
+    was given and the tariff that rated it (columns in docs/billing.md)."""
+    start, end = _day(first, "from"), _day(last, "to")
+    write = usage.write_csv if fmt == "csv" else usage.write_json
+    with store(obj) as engine, engine.connect() as conn:
+        [who] = runs.billing_of(conn, carrier)
+        rows = usage.itemised(conn, who, start, end)
+        if out == "-":
+            write(rows, sys.stdout)
+            return
+        with open(out, "w", encoding="utf-8", newline="") as f:
+            n = write(rows, f)
+    click.echo(f"wrote {n:,} CDRs to {out}")

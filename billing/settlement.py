@@ -1,0 +1,224 @@
+# A carrier's monthly statement: grouped CDR counts -> rated invoice lines, fees and totals.
+"""Pure roll-up of a settlement (no I/O; billing/runs.py feeds it from the store).
+
+Input is CDR counts grouped by (source month, destination key, tariff bucket, state) and a
+function that names the tariff in effect for a group. Output is the invoice:
+
+* ``usage`` lines, one per tariff (a mid-month price change gives two lines for one prefix),
+  with messages, parts, the units the tariff counts, the unit price and the amount;
+* ``unrated`` - billable messages no tariff covered: counted, never priced silently;
+* ``adjustment`` lines - CDRs of an already finalised month that arrived after it was frozen,
+  rated as they would have been then;
+* ``fee`` lines from the month's volume (billing/fees.py);
+* totals per currency.
+
+Rounding happens once per line (``ROUNDING_RULE``); a total is the sum of its rounded lines.
+Which states are billable is the carrier's setting: every accepted message, or delivered only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from billing.fees import Fee, charges
+from billing.money import ROUNDING_RULE, quantize
+from billing.tariffs import Rate
+
+BILLABLE = ("accepted", "delivered")
+ROUNDING_NOTE = f"each line is rounded {ROUNDING_RULE}; totals are the sums of rounded lines"
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """CDRs of one month with one destination key, tariff bucket and final state."""
+
+    source_period: str
+    dest_key: str
+    bucket: int
+    state: str
+    messages: int
+    parts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    seq: int
+    kind: str  # usage | unrated | adjustment | fee
+    source_period: str
+    prefix: str | None
+    description: str
+    tariff_id: int | None
+    currency: str | None
+    unit: str | None
+    unit_price: Decimal | None
+    messages: int
+    parts: int
+    units: int
+    amount: Decimal | None
+
+
+@dataclass
+class Statement:
+    lines: list[Line]
+    totals: dict[str, Decimal]  # currency -> total, sorted by currency
+    messages: int  # billable messages of the month itself
+    parts: int
+    not_billable: int  # messages of the month the carrier does not pay for (billable=delivered)
+    unrated: int  # billable messages of the month no tariff covered
+    states: dict[str, int] = field(default_factory=dict)  # the month's messages by final state
+
+
+def is_billable(state: str, billable: str) -> bool:
+    return billable == "accepted" or state == "delivered"
+
+
+def _span(rate: Rate, start: datetime, end: datetime, tz: ZoneInfo) -> str:
+    """``, 2026-11-01 to 2026-11-14`` when the tariff covers only part of [start, end)."""
+    begins = max(rate.starts, start)
+    ends = end if rate.ends is None else min(rate.ends, end)
+    if begins == start and ends == end:
+        return ""
+    first = begins.astimezone(tz).date()
+    last = (ends - timedelta(microseconds=1)).astimezone(tz).date()
+    return f", {first} to {last}"
+
+
+def _usage_text(rate: Rate, span: str) -> str:
+    return f"{rate.prefix} at {rate.price} {rate.currency} per {rate.unit}{span}"
+
+
+def build(
+    period: str,
+    groups: Iterable[Group],
+    rate: Callable[[Group], Rate | None],
+    *,
+    billable: str,
+    fees: Sequence[Fee],
+    bounds: Callable[[str], tuple[datetime, datetime]],
+    tz: ZoneInfo,
+) -> Statement:
+    """The statement of ``period`` from its groups (and adjustment groups of earlier months).
+
+    ``bounds(source_period)`` gives a month's [start, end) in UTC, for the tariff spans."""
+    if billable not in BILLABLE:
+        raise ValueError(f"billable {billable!r} is not one of {BILLABLE}")
+    rated: dict[tuple[str, str, int], list[int]] = {}  # (kind, source, tariff) -> [m, p]
+    rates: dict[int, Rate] = {}
+    unrated: dict[str, list[int]] = {}  # source period -> [messages, parts]
+    states: dict[str, int] = {}
+    messages = parts = not_billable = unrated_count = 0
+    for g in groups:
+        own = g.source_period == period
+        if own:
+            states[g.state] = states.get(g.state, 0) + g.messages
+        if not is_billable(g.state, billable):
+            if own:
+                not_billable += g.messages
+            continue
+        if own:
+            messages += g.messages
+            parts += g.parts
+        found = rate(g)
+        if found is None:
+            counts = unrated.setdefault(g.source_period, [0, 0])
+            if own:
+                unrated_count += g.messages
+        else:
+            rates[found.tariff_id] = found
+            kind = "usage" if own else "adjustment"
+            counts = rated.setdefault((kind, g.source_period, found.tariff_id), [0, 0])
+        counts[0] += g.messages
+        counts[1] += g.parts
+
+    lines: list[Line] = []
+
+    def add(**values: object) -> None:
+        lines.append(Line(seq=len(lines) + 1, **values))  # type: ignore[arg-type]
+
+    def rated_lines(kind: str, sources: Iterable[str]) -> None:
+        for source in sources:
+            start, end = bounds(source)
+            keys = sorted(
+                (k for k in rated if k[0] == kind and k[1] == source),
+                key=lambda k: (rates[k[2]].prefix, rates[k[2]].starts),
+            )
+            for key in keys:
+                r = rates[key[2]]
+                m, p = rated[key]
+                units = r.units(m, p)
+                text = _usage_text(r, _span(r, start, end, tz))
+                if kind == "adjustment":
+                    text = f"adjustment for {source}: {text}"
+                add(
+                    kind=kind,
+                    source_period=source,
+                    prefix=r.prefix,
+                    description=text,
+                    tariff_id=r.tariff_id,
+                    currency=r.currency,
+                    unit=r.unit,
+                    unit_price=r.price,
+                    messages=m,
+                    parts=p,
+                    units=units,
+                    amount=quantize(r.price * units, r.currency),
+                )
+            if source in unrated:
+                m, p = unrated[source]
+                text = "no tariff covers these destinations"
+                if kind == "adjustment":
+                    text = f"adjustment for {source}: {text}"
+                add(
+                    kind="unrated" if kind == "usage" else "adjustment",
+                    source_period=source,
+                    prefix=None,
+                    description=text,
+                    tariff_id=None,
+                    currency=None,
+                    unit=None,
+                    unit_price=None,
+                    messages=m,
+                    parts=p,
+                    units=0,
+                    amount=None,
+                )
+
+    rated_lines("usage", [period])
+    earlier = sorted({k[1] for k in rated if k[0] == "adjustment"} | (set(unrated) - {period}))
+    rated_lines("adjustment", earlier)
+
+    for fee in fees:
+        volume = parts if fee.unit == "segment" else messages
+        for charge in charges(fee, volume):
+            add(
+                kind="fee",
+                source_period=period,
+                prefix=None,
+                description=charge.description,
+                tariff_id=None,
+                currency=fee.currency,
+                unit=fee.unit if charge.unit_price is not None else None,
+                unit_price=charge.unit_price,
+                messages=0,
+                parts=0,
+                units=charge.units,
+                amount=quantize(charge.amount, fee.currency),
+            )
+
+    totals: dict[str, Decimal] = {}
+    for line in lines:
+        if line.amount is not None and line.currency is not None:
+            totals[line.currency] = totals.get(line.currency, Decimal(0)) + line.amount
+    return Statement(
+        lines=lines,
+        totals=dict(sorted(totals.items())),
+        messages=messages,
+        parts=parts,
+        not_billable=not_billable,
+        unrated=unrated_count,
+        states=dict(sorted(states.items())),
+    )
