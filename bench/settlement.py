@@ -87,7 +87,7 @@ SELECT x, x, 'in', 1, '447700900123',
        CASE WHEN x % 50 = 0 THEN 'failed' WHEN x % 97 = 0 THEN 'expired' ELSE 'delivered' END,
        to_timestamp(:epoch + ((x - 1) * :seconds) / :count),
        to_timestamp(:epoch + ((x - 1) * :seconds) / :count + 2)
-FROM generate_series(1, :count) AS x
+FROM generate_series(1::bigint, :count) AS x
 """
 
 

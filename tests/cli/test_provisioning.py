@@ -106,6 +106,8 @@ def test_scenario_1_1_and_tata_provisioning_show_up_in_list_json(ctl) -> None:
             "throughput": 100,
             "receipt_id": "dec",
             "data_coding": "gsm",
+            "timezone": "UTC",
+            "billable": "accepted",
             "enabled": True,
         }
     ]
@@ -118,6 +120,7 @@ def test_scenario_1_1_and_tata_provisioning_show_up_in_list_json(ctl) -> None:
             "currency": "USD",
             "from": "2026-01-01",
             "to": None,
+            "unit": "message",
         }
     ]
     assert ctl.json("account", "show", "1111")["dids"] == ["964111222333"]

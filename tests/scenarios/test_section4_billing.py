@@ -58,7 +58,9 @@ def test_4_1_tata_pays_10_usd_for_1000_sms_and_csv_json_pdf_agree(make_env, sip_
     rows = list(csv.DictReader(io.StringIO(paths["csv"].read_text())))
     usage = [r for r in rows if r["kind"] == "usage"]
     total = [r for r in rows if r["kind"] == "total"]
-    assert [(r["messages"], r["amount"], r["currency"]) for r in usage] == [("1000", "10.00", "USD")]
+    assert [(r["messages"], r["amount"], r["currency"]) for r in usage] == [
+        ("1000", "10.00", "USD")
+    ]
     assert [(r["currency"], r["amount"]) for r in total] == [("USD", "10.00")]
     assert {r["cdr_checksum"] for r in rows} == {doc["cdr_checksum"]}
 
