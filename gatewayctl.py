@@ -182,6 +182,23 @@ def check_config(obj: Obj) -> None:
 
 
 @main.command()
+@click.option("--dry-run", is_flag=True, help="Count what would go; change nothing.")
+@pass_obj
+def purge(obj: Obj, dry_run: bool) -> None:
+    """Apply the retention periods now (a running gateway does it every retention.interval):
+    erase the text of messages ended longer than retention.message_text ago, delete ended
+    message records older than retention.messages and CDRs older than retention.cdrs."""
+    from gateway import retention
+
+    engine = admin.open_store(obj.config)
+    try:
+        done = retention.purge(engine, obj.config.retention, datetime.now(UTC), dry_run=dry_run)
+    finally:
+        engine.dispose()
+    click.echo(f"dry run: would have {done}" if dry_run else str(done))
+
+
+@main.command()
 @pass_obj
 def serve(obj: Obj) -> None:
     """Run the gateway in the foreground until SIGINT or SIGTERM."""

@@ -17,11 +17,13 @@ import signal
 import ssl
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway import retention
 from gateway.config import Config, format_duration
 from gateway.connections import ConnectionManager
 from gateway.errors import GatewayError
@@ -154,6 +156,26 @@ async def _reload_forever(
         smpp.enforce_directory()
 
 
+async def _purge_forever(config: Config, engine: Engine) -> None:
+    """Retention (gateway/retention.py) every ``retention.interval``, off the event loop."""
+    loop = asyncio.get_running_loop()
+    every = config.retention.interval.total_seconds()
+    while True:
+        try:
+            done = await loop.run_in_executor(
+                None, lambda: retention.purge(engine, config.retention, datetime.now(UTC))
+            )
+            if done.texts or done.messages or done.cdrs:
+                log.info("retention: %s", done)
+        except SQLAlchemyError as exc:
+            log.warning(
+                "retention purge failed (tried again in %s): %s",
+                format_duration(config.retention.interval),
+                exc,
+            )
+        await asyncio.sleep(every)
+
+
 async def run(config: Config, engine: Engine) -> None:
     """Start the listeners and the pipeline, serve until a signal, then shut down in order."""
     loop = asyncio.get_running_loop()
@@ -175,6 +197,7 @@ async def run(config: Config, engine: Engine) -> None:
     smpp.pipeline = sip.pipeline = pipeline
     sip.on_registered = pipeline.registered
     reload = loop.create_task(_reload_forever(smpp, accounts, routes, connections, RELOAD_SECONDS))
+    purging = loop.create_task(_purge_forever(config, engine))
     try:
         await plugins.start()
         await sip.start()
@@ -193,6 +216,7 @@ async def run(config: Config, engine: Engine) -> None:
         log.info("%s received, shutting down", received)
     finally:
         reload.cancel()
+        purging.cancel()
         await smpp.close()
         await pipeline.close()
         await connections.close()

@@ -652,6 +652,52 @@ class DeliveryConfig(_Checked):
     )
 
 
+def _at_least(low: timedelta, why: str) -> Check:
+    def check(value: timedelta) -> timedelta:
+        if value < low:
+            raise ValueError(f"must be at least {format_duration(low)} ({why}), got "
+                             f"{format_duration(value)}")  # fmt: skip
+        return value
+
+    return check
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionConfig(_Checked):
+    """How long the store keeps what: message text briefly (privacy), CDRs for years."""
+
+    message_text: timedelta = setting(
+        "How long the text of a message is kept after it ends (delivered, failed, expired);"
+        " then it is erased, with its parts, for privacy. CDRs never hold text. At least 1h.",
+        timedelta(days=30),
+        check=_at_least(timedelta(hours=1), "receipts quote the text"),
+    )
+    messages: timedelta = setting(
+        "How long the record of an ended message (route, attempts, peer ids) is kept; at"
+        " least message_text. Its CDR stays.",
+        timedelta(days=90),
+        check=_at_least(timedelta(days=1), "late receipts from peers must find it"),
+    )
+    cdrs: timedelta = setting(
+        "How long CDRs are kept after the message was accepted; at least 1827d (five years).",
+        timedelta(days=1827),
+        check=_at_least(timedelta(days=1827), "five years of billing records"),
+    )
+    interval: timedelta = setting(
+        "How often a running gateway purges what is past these periods.",
+        timedelta(hours=1),
+        check=_at_least(timedelta(minutes=1), "purging is batch work"),
+    )
+
+    def _check_together(self) -> None:
+        if self.messages < self.message_text:
+            raise _Invalid(
+                "messages",
+                f"{format_duration(self.messages)} is shorter than message_text "
+                f"{format_duration(self.message_text)}",
+            )
+
+
 @dataclasses.dataclass(frozen=True)
 class PluginConfig(_Checked):
     """One plugin: hooks on acceptance, routing and outcomes (see docs/plugins.md)."""
@@ -702,6 +748,9 @@ class Config(_Checked):
         " passwords); created by `gatewayctl init`; relative to the working directory.",
         "gateway.key",
         check=_not_empty,
+    )
+    retention: RetentionConfig = setting(
+        "Retention of message text, message records and CDRs.", RetentionConfig()
     )
     log: LogConfig = setting("Logging.", LogConfig())
     plugins: tuple[PluginConfig, ...] = setting("Plugins, called in this order.", ())

@@ -217,6 +217,7 @@ messages = Table(
     Index(None, "state", "next_attempt_at"),
     Index(None, "destination", "state"),
     Index(None, "carrier_id", "accepted_at"),
+    Index(None, "final_at"),  # retention: text and records of ended messages
 )
 
 # Parts of concatenated messages (UDH or SAR), each acknowledged with its own id once stored;

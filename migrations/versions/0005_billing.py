@@ -147,6 +147,8 @@ def upgrade() -> None:
             sa.Column("unit", sa.String(length=7), server_default="message", nullable=False)
         )
 
+    with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_messages_final_at"), ["final_at"], unique=False)
     if op.get_bind().dialect.name == "sqlite":
         op.execute(SQLITE_TRIGGER)
     else:
@@ -160,6 +162,8 @@ def downgrade() -> None:
     else:
         op.execute("DROP TRIGGER cdrs_immutable ON cdrs")
         op.execute("DROP FUNCTION cdrs_immutable()")
+    with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_messages_final_at"))
     with op.batch_alter_table("tariffs", schema=None) as batch_op:
         batch_op.drop_column("unit")
 

@@ -212,12 +212,12 @@ SIP2 = [{"transport": "udp", "host": "127.0.0.1", "port": 5060}]
         (
             {"colour": "blue"},
             f"{F}: colour: unknown key; expected one of: env, database, numbering, smpp, sip,"
-            " management, delivery, secret_key_file, log, plugins",
+            " management, delivery, secret_key_file, retention, log, plugins",
         ),
         (
             {"source": "x"},
             f"{F}: source: unknown key; expected one of: env, database, numbering,"
-            " smpp, sip, management, delivery, secret_key_file, log, plugins",
+            " smpp, sip, management, delivery, secret_key_file, retention, log, plugins",
         ),
         (
             {"management": {"port": "abc"}},
