@@ -69,7 +69,9 @@ def test_purge_erases_text_and_drops_what_is_past_its_period(engine):
     done = purge(engine, policy, NOW)
     assert (done.texts, done.messages, done.cdrs) == (2, 1, 1)
     with engine.connect() as conn:
-        left = {r.id: r.body_text for r in conn.execute(select(messages.c.id, messages.c.body_text))}
+        left = {
+            r.id: r.body_text for r in conn.execute(select(messages.c.id, messages.c.body_text))
+        }
         assert left == {1: None, 2: "secret code 1234", 4: "secret code 1234"}
         assert conn.execute(select(func.count()).select_from(fragments)).scalar() == 0
         assert list(conn.execute(select(cdrs.c.id)).scalars()) == [2]
