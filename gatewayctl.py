@@ -611,13 +611,24 @@ def policy_add(obj: Obj, pattern: str, connection_name: str, priority: int, as_j
     run_change(obj, k, "added", as_json, lambda ctx: service.create(ctx, k, raw))
 
 
+def per_option(help_text: str) -> Callable[[Any], Any]:
+    return click.option(
+        "--per",
+        "unit",
+        type=click.Choice(["message", "segment"]),
+        default="message",
+        show_default=True,
+        help=help_text,
+    )
+
+
 tariff = kind_group("tariff", "Carrier tariffs: price per SMS by E.164 prefix.")
 
 
 @tariff.command("add")
 @click.option("--carrier", "carrier_name", required=True, help="Carrier name.")
 @click.option("--prefix", required=True, help="E.164 prefix, e.g. 964.")
-@click.option("--price", required=True, help="Price per SMS, a decimal number (e.g. 0.01).")
+@click.option("--price", required=True, help="Price per message (or segment, --per), e.g. 0.01.")
 @click.option("--currency", required=True, help="ISO 4217 code, e.g. USD.")
 @click.option(
     "--from",
@@ -628,14 +639,7 @@ tariff = kind_group("tariff", "Carrier tariffs: price per SMS by E.164 prefix.")
 @click.option(
     "--to", "end", metavar="YYYY-MM-DD", help="Last day it applies (default: open-ended)."
 )
-@click.option(
-    "--per",
-    "unit",
-    type=click.Choice(["message", "segment"]),
-    default="message",
-    show_default=True,
-    help="Price each message, or each segment (part) of it.",
-)
+@per_option("Price each message, or each segment (part) of it.")
 @json_option
 @pass_obj
 def tariff_add(
@@ -699,14 +703,7 @@ def _tier(text: str) -> list[str | int]:
     help="A tier: from this volume on, this price (repeatable; the first from 0).",
 )
 @click.option("--currency", required=True, help="ISO 4217 code, e.g. USD.")
-@click.option(
-    "--per",
-    "unit",
-    type=click.Choice(["message", "segment"]),
-    default="message",
-    show_default=True,
-    help="What the volume counts.",
-)
+@per_option("What the volume counts: messages, or their segments.")
 @click.option("--from", "start", metavar="YYYY-MM", help="First month (default: this month).")
 @click.option("--to", "end", metavar="YYYY-MM", help="Last month (default: open-ended).")
 @json_option

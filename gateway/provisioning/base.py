@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.engine import Connection
 
 from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.provisioning.fields import REQUIRED, Field
 from gateway.secrets import SecretBox
-from gateway.store.schema import cdrs, messages
+from gateway.store.schema import carriers, cdrs, messages
 from routing.numbers import NumberingPlan
 
 Record = dict[str, Any]
@@ -154,6 +154,40 @@ class NamedColumns(Kind):
 
     def column_values(self, record: Record) -> dict[str, Any]:
         return {column: record[name] for name, column in self.columns.items()}
+
+
+class ByCarrier(Kind):
+    """A kind whose rows belong to a carrier (tariffs, fees), named by the id ``list`` shows."""
+
+    store_key = "id"
+    ref_help = "ID"
+    ref_by_id = True
+    order: ClassVar[tuple[str, ...]]  # columns sorted by, after the carrier's name
+
+    def record_of(self, row: Mapping[str, Any]) -> Record:
+        """A stored row (with its carrier's ``carrier`` name) as a public record."""
+        raise NotImplementedError
+
+    def records(self, ctx: Context) -> dict[str, Record]:
+        rows = ctx.conn.execute(
+            select(self.table, carriers.c.name.label("carrier"))
+            .join(carriers, self.table.c.carrier_id == carriers.c.id)
+            .order_by(carriers.c.name, *(self.table.c[name] for name in self.order))
+        ).mappings()
+        out: dict[str, Record] = {}
+        for row in rows:
+            record = self.record_of(row)
+            out[self.key(record)] = record
+        return out
+
+    def carrier_pk(self, ctx: Context, record: Record) -> int:
+        return id_of(ctx, carriers, "name", record["carrier"], "carrier", "carrier")
+
+    def pk(self, ctx: Context, key: str) -> int:
+        return int(self.records(ctx)[key]["id"])
+
+    def delete(self, ctx: Context, key: str) -> None:
+        ctx.conn.execute(delete(self.table).where(self.table.c.id == self.pk(ctx, key)))
 
 
 # -- helpers the kinds share -----------------------------------------------------------

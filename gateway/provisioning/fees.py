@@ -6,18 +6,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import insert, update
 
 from billing.fees import KINDS, parse_tiers, tiers_json
 from billing.money import parse_currency
 from billing.tariffs import UNITS
 from gateway.errors import InvalidInput
 from gateway.provisioning import fields as F
-from gateway.provisioning.base import Context, Kind, Record, id_of
-from gateway.store.schema import carriers, fees
+from gateway.provisioning.base import ByCarrier, Context, Record
+from gateway.store.schema import fees
 
 
 def month_start(value: Any, field: str) -> date:
@@ -43,13 +44,11 @@ def _tiers(value: Any, field: str) -> Any:
     return value  # checked with the kind in ``check``
 
 
-class Fees(Kind):
+class Fees(ByCarrier):
     name = "fee"
     section = "fees"
     table = fees
-    store_key = "id"
-    ref_help = "ID"
-    ref_by_id = True
+    order = ("name", "effective_from")
     fields = (
         F.Field("carrier", F.name(64)),
         F.Field("name", F.name(64)),
@@ -71,27 +70,18 @@ class Fees(Kind):
             raise InvalidInput("to", f"{record['to']:%Y-%m} is before from {record['from']:%Y-%m}")
         return record
 
-    def records(self, ctx: Context) -> dict[str, Record]:
-        rows = ctx.conn.execute(
-            select(fees, carriers.c.name.label("carrier"))
-            .join(carriers, fees.c.carrier_id == carriers.c.id)
-            .order_by(carriers.c.name, fees.c.name, fees.c.effective_from)
-        ).mappings()
-        out: dict[str, Record] = {}
-        for row in rows:
-            record = {
-                "id": row["id"],
-                "carrier": row["carrier"],
-                "name": row["name"],
-                "from": row["effective_from"],
-                "kind": row["kind"],
-                "currency": row["currency"],
-                "tiers": [list(t) for t in row["tiers"]],
-                "unit": row["unit"],
-                "to": row["effective_to"],
-            }
-            out[self.key(record)] = record
-        return out
+    def record_of(self, row: Mapping[str, Any]) -> Record:
+        return {
+            "id": row["id"],
+            "carrier": row["carrier"],
+            "name": row["name"],
+            "from": row["effective_from"],
+            "kind": row["kind"],
+            "currency": row["currency"],
+            "tiers": [list(t) for t in row["tiers"]],
+            "unit": row["unit"],
+            "to": row["effective_to"],
+        }
 
     def _values(self, record: Record) -> dict[str, Any]:
         return {
@@ -105,15 +95,14 @@ class Fees(Kind):
         }
 
     def insert(self, ctx: Context, record: Record) -> None:
-        carrier_pk = id_of(ctx, carriers, "name", record["carrier"], "carrier", "carrier")
+        values = self._values(record)
         ctx.conn.execute(
-            insert(fees).values(carrier_id=carrier_pk, created_at=ctx.now, **self._values(record))
+            insert(fees).values(
+                carrier_id=self.carrier_pk(ctx, record), created_at=ctx.now, **values
+            )
         )
 
     def update(self, ctx: Context, key: str, record: Record) -> None:
-        pk = self.records(ctx)[key]["id"]
-        ctx.conn.execute(update(fees).where(fees.c.id == pk).values(**self._values(record)))
-
-    def delete(self, ctx: Context, key: str) -> None:
-        pk = self.records(ctx)[key]["id"]
-        ctx.conn.execute(delete(fees).where(fees.c.id == pk))
+        ctx.conn.execute(
+            update(fees).where(fees.c.id == self.pk(ctx, key)).values(**self._values(record))
+        )

@@ -9,18 +9,19 @@ ambiguous; billing/tariffs.py picks the longest prefix at the time the message w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import insert, or_, select, update
 
 from billing.money import parse_currency, parse_price
 from billing.tariffs import UNITS
 from gateway.errors import Conflict, InvalidInput
 from gateway.provisioning import audit
 from gateway.provisioning import fields as F
-from gateway.provisioning.base import Context, Kind, Record, id_of
-from gateway.store.schema import carriers, tariffs
+from gateway.provisioning.base import ByCarrier, Context, Record
+from gateway.store.schema import tariffs
 
 
 def _price(value: Any, field: str) -> Any:
@@ -35,13 +36,11 @@ def _today(ctx: Context) -> date:
     return ctx.today
 
 
-class Tariffs(Kind):
+class Tariffs(ByCarrier):
     name = "tariff"
     section = "tariffs"
     table = tariffs
-    store_key = "id"
-    ref_help = "ID"
-    ref_by_id = True
+    order = ("prefix", "effective_from")
     fields = (
         F.Field("carrier", F.name(64)),
         F.Field("prefix", F.digits_prefix),
@@ -60,26 +59,17 @@ class Tariffs(Kind):
             raise InvalidInput("to", f"{record['to']} is before from {record['from']}")
         return record
 
-    def records(self, ctx: Context) -> dict[str, Record]:
-        rows = ctx.conn.execute(
-            select(tariffs, carriers.c.name.label("carrier"))
-            .join(carriers, tariffs.c.carrier_id == carriers.c.id)
-            .order_by(carriers.c.name, tariffs.c.prefix, tariffs.c.effective_from)
-        ).mappings()
-        out: dict[str, Record] = {}
-        for row in rows:
-            record = {
-                "id": row["id"],
-                "carrier": row["carrier"],
-                "prefix": row["prefix"],
-                "from": row["effective_from"],
-                "price": row["price"],
-                "currency": row["currency"],
-                "to": row["effective_to"],
-                "unit": row["unit"],
-            }
-            out[self.key(record)] = record
-        return out
+    def record_of(self, row: Mapping[str, Any]) -> Record:
+        return {
+            "id": row["id"],
+            "carrier": row["carrier"],
+            "prefix": row["prefix"],
+            "from": row["effective_from"],
+            "price": row["price"],
+            "currency": row["currency"],
+            "to": row["effective_to"],
+            "unit": row["unit"],
+        }
 
     def _overlapping(self, ctx: Context, carrier_pk: int, record: Record) -> list[Any]:
         start, end = record["from"], record["to"]
@@ -104,7 +94,7 @@ class Tariffs(Kind):
 
     def close_open_ended(self, ctx: Context, record: Record) -> None:
         """For ``tariff add``: a new rate ends the open-ended one it follows, the day before."""
-        carrier_pk = id_of(ctx, carriers, "name", record["carrier"], "carrier", "carrier")
+        carrier_pk = self.carrier_pk(ctx, record)
         for other in self._overlapping(ctx, carrier_pk, record):
             if other["effective_to"] is not None or other["effective_from"] >= record["from"]:
                 continue
@@ -130,7 +120,7 @@ class Tariffs(Kind):
             )
 
     def insert(self, ctx: Context, record: Record) -> None:
-        carrier_pk = id_of(ctx, carriers, "name", record["carrier"], "carrier", "carrier")
+        carrier_pk = self.carrier_pk(ctx, record)
         self._refuse_overlap(ctx, carrier_pk, record)
         ctx.conn.execute(
             insert(tariffs).values(
@@ -146,12 +136,11 @@ class Tariffs(Kind):
         )
 
     def update(self, ctx: Context, key: str, record: Record) -> None:
-        carrier_pk = id_of(ctx, carriers, "name", record["carrier"], "carrier", "carrier")
+        carrier_pk = self.carrier_pk(ctx, record)
         self._refuse_overlap(ctx, carrier_pk, record)
-        pk = self.records(ctx)[key]["id"]
         ctx.conn.execute(
             update(tariffs)
-            .where(tariffs.c.id == pk)
+            .where(tariffs.c.id == self.pk(ctx, key))
             .values(
                 price=record["price"],
                 currency=record["currency"],
@@ -159,7 +148,3 @@ class Tariffs(Kind):
                 unit=record["unit"],
             )
         )
-
-    def delete(self, ctx: Context, key: str) -> None:
-        pk = self.records(ctx)[key]["id"]
-        ctx.conn.execute(delete(tariffs).where(tariffs.c.id == pk))
