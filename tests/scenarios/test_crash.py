@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 
+from gateway.store.schema import cdrs
 from tests.scenarios.carrier import Carrier
 from tests.scenarios.test_section1_carriers_to_apps import john, rows
 
@@ -40,6 +41,9 @@ def test_sigkill_mid_delivery_loses_nothing(make_env, sip_ua):
     assert duplicates <= 1, duplicates
     stored = rows(gw)
     assert len(stored) == COUNT and {r["state"] for r in stored} == {"delivered"}
+    # billing: exactly one CDR per message, even for the one sent twice across the kill
+    billed = collections.Counter(r["message_id"] for r in rows(gw, cdrs))
+    assert set(billed) == {r["id"] for r in stored} and set(billed.values()) == {1}
     print(
         f"crash test: {COUNT} accepted, {len(recorded)} recorded delivered at the kill,"
         f" {duplicates} sent twice, 0 lost"
