@@ -2,8 +2,8 @@
 """``python -m bench.settlement --count 10000000 [--database URL] [--profile FILE]``
 
 Builds a fresh store (SQLite file in a temporary folder, or a fresh schema on the PostgreSQL
-server ``--database`` names), provisions carrier TATA with 40 tariffs (prefixes of 3 to 6
-digits, a price change on the 15th), generates ``--count`` CDRs spread over November 2026 in
+server ``--database`` names), provisions carrier TATA with 80 tariffs (40 prefixes of 4 to
+7 digits, each with a price change on the 15th), generates ``--count`` CDRs spread over November 2026 in
 the database itself (a recursive CTE on SQLite, generate_series on PostgreSQL: Python would
 take longer to make them than settlement takes to read them), then times
 ``billing.runs.run_one`` - the whole ``gatewayctl settlement run`` - and a second, identical

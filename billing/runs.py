@@ -3,8 +3,9 @@
 
 A run reads, in one pass of the database over the month's CDRs, their counts grouped by
 (first ``key_length`` digits of the destination, tariff bucket, state) together with the
-CDR-set fingerprint (billing/cdr.py); Python then rates a few hundred groups, not millions of
-rows (billing/settlement.py). The draft is written in its own transaction, replacing the
+CDR-set fingerprint (billing/cdr.py); Python then rates the groups - distinct destination keys x
+buckets x states, tens of thousands for prefixes of up to 7 digits - not millions of rows
+(billing/settlement.py). The draft is written in its own transaction, replacing the
 previous draft of that month.
 
 Finalising rebuilds the month and freezes it. Months are finalised in order, without gaps,
