@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
 from sqlalchemy import Table, delete, func, select
@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.provisioning.fields import REQUIRED, Field
 from gateway.secrets import SecretBox
-from gateway.store.schema import carriers, cdrs, messages
+from gateway.store.schema import carriers, cdrs, messages, settlements
 from routing.numbers import NumberingPlan
 
 Record = dict[str, Any]
@@ -186,7 +186,45 @@ class ByCarrier(Kind):
     def pk(self, ctx: Context, key: str) -> int:
         return int(self.records(ctx)[key]["id"])
 
+    def span(self, record: Record) -> tuple[date, date | None]:
+        """The first and last day (None: open-ended) the record prices."""
+        raise NotImplementedError
+
+    def refuse_in_final(
+        self, ctx: Context, record: Record, days: tuple[date, date | None] | None = None
+    ) -> None:
+        """Refuse a change that would price days (default: the record's span) of a finalised
+        month: its invoice is frozen, and its late CDRs must be rated as the invoice was."""
+        start, end = days or self.span(record)
+        final = ctx.conn.execute(
+            select(settlements.c.period)
+            .join(carriers, carriers.c.id == settlements.c.carrier_id)
+            .where(carriers.c.name == record["carrier"], settlements.c.state == "final")
+            .order_by(settlements.c.period.desc())
+        ).scalars()
+        for period in final:
+            year, month = (int(part) for part in period.split("-"))
+            month_start = date(year, month, 1)
+            month_end = date(year + month // 12, month % 12 + 1, 1)  # exclusive
+            if start < month_end and (end is None or month_start <= end):
+                raise Conflict(
+                    f"{record['carrier']}'s settlement of {period} is final: a {self.name} "
+                    f"change that prices its days would not reach its invoice (start it on "
+                    f"{month_end} or later)"
+                )
+
+    def refuse_changed_days(self, ctx: Context, before: Record, after: Record) -> None:
+        """For an update: only the days whose pricing changes must be outside final months."""
+        if any(before[f] != after[f] for f in self.public_fields if f not in ("id", "to")):
+            self.refuse_in_final(ctx, before)
+            self.refuse_in_final(ctx, after)
+        elif before["to"] != after["to"]:  # the start is part of the key: only the end moved
+            ends = [end for _, end in (self.span(before), self.span(after)) if end is not None]
+            later = None if len(ends) < 2 else max(ends)
+            self.refuse_in_final(ctx, after, (min(ends) + timedelta(days=1), later))
+
     def delete(self, ctx: Context, key: str) -> None:
+        self.refuse_in_final(ctx, self.records(ctx)[key])
         ctx.conn.execute(delete(self.table).where(self.table.c.id == self.pk(ctx, key)))
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import insert, update
@@ -70,6 +70,14 @@ class Fees(ByCarrier):
             raise InvalidInput("to", f"{record['to']:%Y-%m} is before from {record['from']:%Y-%m}")
         return record
 
+    def span(self, record: Record) -> tuple[date, date | None]:
+        last = record["to"]
+        if last is None:
+            return record["from"], None
+        return record["from"], (last.replace(day=28) + timedelta(days=4)).replace(day=1) - (
+            timedelta(days=1)
+        )
+
     def record_of(self, row: Mapping[str, Any]) -> Record:
         return {
             "id": row["id"],
@@ -103,6 +111,7 @@ class Fees(ByCarrier):
         )
 
     def update(self, ctx: Context, key: str, record: Record) -> None:
+        self.refuse_changed_days(ctx, self.records(ctx)[key], record)
         ctx.conn.execute(
             update(fees).where(fees.c.id == self.pk(ctx, key)).values(**self._values(record))
         )

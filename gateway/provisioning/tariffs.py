@@ -59,6 +59,9 @@ class Tariffs(ByCarrier):
             raise InvalidInput("to", f"{record['to']} is before from {record['from']}")
         return record
 
+    def span(self, record: Record) -> tuple[date, date | None]:
+        return record["from"], record["to"]
+
     def record_of(self, row: Mapping[str, Any]) -> Record:
         return {
             "id": row["id"],
@@ -95,6 +98,7 @@ class Tariffs(ByCarrier):
     def close_open_ended(self, ctx: Context, record: Record) -> None:
         """For ``tariff add``: a new rate ends the open-ended one it follows, the day before."""
         carrier_pk = self.carrier_pk(ctx, record)
+        self.refuse_in_final(ctx, {**record, "to": None})  # the older one ends before it
         for other in self._overlapping(ctx, carrier_pk, record):
             if other["effective_to"] is not None or other["effective_from"] >= record["from"]:
                 continue
@@ -121,6 +125,7 @@ class Tariffs(ByCarrier):
 
     def insert(self, ctx: Context, record: Record) -> None:
         carrier_pk = self.carrier_pk(ctx, record)
+        self.refuse_in_final(ctx, record)
         self._refuse_overlap(ctx, carrier_pk, record)
         ctx.conn.execute(
             insert(tariffs).values(
@@ -137,6 +142,7 @@ class Tariffs(ByCarrier):
 
     def update(self, ctx: Context, key: str, record: Record) -> None:
         carrier_pk = self.carrier_pk(ctx, record)
+        self.refuse_changed_days(ctx, self.records(ctx)[key], record)
         self._refuse_overlap(ctx, carrier_pk, record)
         ctx.conn.execute(
             update(tariffs)

@@ -303,3 +303,33 @@ def test_fees_and_carrier_billing_settings_in_a_provisioning_file(ctl, store, tm
     assert "no changes" in ctl.ok("apply", "-f", str(path)).stdout
     store.cdrs(1500, at("2026-10-02 10:00"))
     assert run(ctl, "2026-10")["totals"] == {"USD": "100.50"}
+
+
+def test_tariffs_and_fees_of_a_final_month_cannot_change(ctl, store, tmp_path):
+    tariff(ctl, "964", "0.01", "2026-09-01")
+    ctl.ok("fee", "add", "--carrier", "TATA", "--name", "platform", "--kind", "monthly",
+           "--amount", "10", "--currency", "USD", "--from", "2026-09")  # fmt: skip
+    store.cdrs(5, at("2026-10-10 10:00"))
+    run(ctl, "2026-10")
+    ctl.ok("settlement", "finalise", "--month", "2026-10", "--carrier", "TATA")
+    # a new price from a day of October, or removing the tariff, would miss its invoice
+    ctl.refused("tariff", "add", "--carrier", "TATA", "--prefix", "964", "--price", "0.02",
+                "--currency", "USD", "--from", "2026-10-20",
+                contains="settlement of 2026-10 is final")  # fmt: skip
+    ctl.refused("tariff", "add", "--carrier", "TATA", "--prefix", "9647", "--price", "0.02",
+                "--currency", "USD", "--from", "2026-10-31", contains="start it on 2026-11-01")  # fmt: skip
+    ctl.refused("tariff", "remove", "1", contains="is final")
+    ctl.refused("fee", "remove", "1", contains="is final")
+    # from November on, prices may change, and ending the fee after October is fine
+    tariff(ctl, "964", "0.02", "2026-11-01")
+    fees = tmp_path / "fees.yaml"
+    fees.write_text("fees:\n  - {carrier: TATA, name: platform, kind: monthly, currency: USD,\n"
+                    "     from: 2026-09, to: 2026-10, tiers: [[0, '10']]}\n")  # fmt: skip
+    assert "applied: 0 to create, 1 to update" in ctl.ok("apply", "-f", str(fees)).stdout
+    fees.write_text(fees.read_text().replace("to: 2026-10", "to: 2026-09"))
+    ctl.refused("apply", "-f", str(fees), contains="settlement of 2026-10 is final")
+    store.cdrs(1, at("2026-10-31 22:00"), final_after=timedelta(days=2))  # late for October
+    store.cdrs(2, at("2026-11-10 10:00"))
+    nov = run(ctl, "2026-11")
+    # the late October CDR is rated at October's price, November's at the new one; no fee
+    assert nov["totals"] == {"USD": "0.05"}
