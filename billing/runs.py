@@ -331,12 +331,24 @@ def _check_order(conn: Connection, carrier: CarrierBilling, month: Month, finali
         )
 
 
+def month_bounds(
+    conn: Connection, carrier: CarrierBilling, month: Month
+) -> tuple[datetime, datetime]:
+    """[start, end) of ``month`` in the carrier's zone; it starts where the month before was
+    invoiced to, if it was, so a change of time zone neither bills an hour twice nor skips one."""
+    start, end = month.bounds(carrier.tz)
+    previous = _settlement(conn, carrier.id, str(month.previous()))
+    if previous is not None and previous["state"] == "final":
+        start = previous["period_end"]
+    return start, end
+
+
 def compute(
     conn: Connection, carrier: CarrierBilling, month: Month
 ) -> tuple[Aggregate, _Late, Statement, dict[str, Any]]:
     """Read and rate the month (no writes)."""
     tz = carrier.tz
-    start, end = month.bounds(tz)
+    start, end = month_bounds(conn, carrier, month)
     table = rate_table(conn, carrier)
     boundaries = table.boundaries(start, end)
     usage = aggregate(conn, carrier.id, str(month), start, end, table.key_length, boundaries)

@@ -333,3 +333,20 @@ def test_tariffs_and_fees_of_a_final_month_cannot_change(ctl, store, tmp_path):
     nov = run(ctl, "2026-11")
     # the late October CDR is rated at October's price, November's at the new one; no fee
     assert nov["totals"] == {"USD": "0.05"}
+
+
+def test_a_time_zone_change_neither_bills_an_hour_twice_nor_skips_one(ctl, store):
+    tariff(ctl, "964", "0.01", "2026-09-01")
+    store.cdrs(1, at("2026-10-31 20:00"))  # October in UTC; 1 Nov 01:30 in India
+    store.cdrs(2, at("2026-11-30 19:00"))  # November in UTC; 1 Dec 00:30 in India
+    run(ctl, "2026-10")
+    ctl.ok("settlement", "finalise", "--month", "2026-10", "--carrier", "TATA")
+    ctl.ok("carrier", "set", "TATA", "--timezone", "Asia/Kolkata")
+    nov = run(ctl, "2026-11")  # from October's end (1 Nov 00:00 UTC) to 1 Dec 00:00 IST
+    assert nov["messages"] == 0
+    doc = show(ctl, "2026-11")
+    assert (doc["period_start"], doc["period_end"]) == (
+        "2026-11-01T00:00:00+00:00", "2026-11-30T18:30:00+00:00",
+    )  # fmt: skip
+    ctl.ok("settlement", "finalise", "--month", "2026-11", "--carrier", "TATA")
+    assert run(ctl, "2026-12")["messages"] == 2
