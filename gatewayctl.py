@@ -622,7 +622,9 @@ def per_option(help_text: str) -> Callable[[Any], Any]:
     )
 
 
-tariff = kind_group("tariff", "Carrier tariffs: price per SMS by E.164 prefix.")
+tariff = kind_group(
+    "tariff", "Carrier tariffs: price per message or segment by E.164 prefix, with dates."
+)
 
 
 @tariff.command("add")
