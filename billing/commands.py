@@ -45,6 +45,21 @@ def _money(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def vars_of(line: Any) -> dict[str, Any]:
+    return {name: getattr(line, name) for name in line.__slots__}
+
+
+def _print_lines(lines: list[dict[str, Any]]) -> None:
+    """One line per invoice line: what, counts, unit price, amount."""
+    for line in lines:
+        price = "" if line["unit_price"] is None else f" x {line['unit_price']}"
+        amount = f"{_money(line['amount'])} {line['currency'] or ''}".rstrip()
+        click.echo(
+            f"  {line['seq']:>3}. {line['kind']:<10} {line['description']}: "
+            f"{line['messages']:,} msgs, {line['units']:,} units{price} = {amount}"
+        )
+
+
 def _print_outcome(o: runs.Outcome) -> None:
     if o.skipped:
         click.echo(f"{o.carrier} {o.period}: skipped: {o.skipped}")
@@ -56,12 +71,7 @@ def _print_outcome(o: runs.Outcome) -> None:
         f"{o.carrier} {o.period} ({o.state}): {s.messages:,} billable messages, "
         f"{s.parts:,} parts; total {totals}"
     )
-    for line in s.lines:
-        price = "" if line.unit_price is None else f" x {line.unit_price}"
-        click.echo(
-            f"  {line.seq:>3}. {line.kind:<10} {line.description}: {line.messages:,} msgs, "
-            f"{line.units:,} units{price} = {_money(line.amount)} {line.currency or ''}".rstrip()
-        )
+    _print_lines([vars_of(line) for line in s.lines])
     if s.unrated:
         click.echo(f"  warning: {s.unrated:,} billable messages have no tariff (not priced)")
     if s.not_billable:
@@ -157,11 +167,7 @@ def settlement_show(obj: Any, month: str, carrier: str, as_json: bool) -> None:
                                 "messages", "pending", "cdr_count", "cdr_checksum")}  # fmt: skip
     header["totals"] = ", ".join(f"{a} {c}" for c, a in s["totals"].items()) or "-"
     render.details(header)
-    render.table(
-        s["lines"],
-        ("seq", "kind", "description", "messages", "parts", "units", "unit_price", "amount",
-         "currency"),
-    )  # fmt: skip
+    _print_lines(s["lines"])
 
 
 @settlement.command("list")

@@ -350,3 +350,17 @@ def test_a_time_zone_change_neither_bills_an_hour_twice_nor_skips_one(ctl, store
     )  # fmt: skip
     ctl.ok("settlement", "finalise", "--month", "2026-11", "--carrier", "TATA")
     assert run(ctl, "2026-12")["messages"] == 2
+
+
+def test_list_and_show_for_people(ctl, store):
+    tariff(ctl, "964", "0.01", "2026-10-01")
+    store.cdrs(3, at("2026-10-02 10:00"))
+    out = ctl.ok("settlement", "run", "--month", "2026-10").stdout
+    assert "TATA 2026-10 (draft): 3 billable messages, 3 parts; total 0.03 USD" in out
+    assert "964 at 0.01 USD per message: 3 msgs, 3 units x 0.01 = 0.03 USD" in out
+    [row] = ctl.json("settlement", "list")
+    assert (row["carrier"], row["period"], row["state"], row["cdr_count"]) == (
+        "TATA", "2026-10", "draft", 3,
+    )  # fmt: skip
+    shown = ctl.ok("settlement", "show", "--month", "2026-10", "--carrier", "TATA").stdout
+    assert "0.03 USD" in shown and "964 at 0.01 USD per message" in shown

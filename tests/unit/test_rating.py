@@ -230,3 +230,43 @@ def test_fees_count_the_months_billable_volume():
     s = statement([Group("2026-11", "964", 0, "delivered", 6, 12)],
                   [rate(1, "964", "0.01", date(2026, 1, 1))], fees=[f])  # fmt: skip
     assert s.totals == {"EUR": Decimal("20.00"), "USD": Decimal("0.06")}
+
+
+states = st.sampled_from(["delivered", "failed", "expired", "rejected", "deleted"])
+
+
+@given(
+    tables(),
+    st.lists(st.tuples(st.text(alphabet="96417", min_size=1, max_size=5), st.integers(0, 3),
+                       states, st.integers(1, 50), st.integers(1, 4)), max_size=30),
+    st.sampled_from(["accepted", "delivered"]),
+    st.randoms(use_true_random=False),
+)  # fmt: skip
+def test_a_statement_accounts_for_every_billable_message_whatever_the_group_order(
+    table_rates, raw, billable, rnd
+):
+    table, _ = table_rates
+    start, end = NOV.bounds(UTC_ZONE)
+    starts = [start, *table.boundaries(start, end)]
+    merged: dict[tuple, list[int]] = {}
+    for key, bucket, state, n, per in raw:
+        if bucket < len(starts):
+            counts = merged.setdefault((key[: table.key_length] or key, bucket, state), [0, 0])
+            counts[0] += n
+            counts[1] += n * per
+    groups = [Group("2026-11", k, b, s, m, p) for (k, b, s), (m, p) in merged.items()]
+
+    def build_from(gs):
+        return build("2026-11", gs, lambda g: table.at(g.dest_key, starts[g.bucket]),
+                     billable=billable, fees=[], bounds=lambda p: (start, end), tz=UTC_ZONE)  # fmt: skip
+
+    s = build_from(groups)
+    billable_msgs = sum(g.messages for g in groups if billable == "accepted" or g.state == "delivered")
+    assert s.messages == billable_msgs
+    assert sum(ln.messages for ln in s.lines) == billable_msgs
+    assert s.not_billable == sum(g.messages for g in groups) - billable_msgs
+    for currency, total in s.totals.items():
+        assert total == sum(ln.amount for ln in s.lines if ln.currency == currency)
+    shuffled = list(groups)
+    rnd.shuffle(shuffled)
+    assert build_from(shuffled) == s
