@@ -261,7 +261,9 @@ def test_a_statement_accounts_for_every_billable_message_whatever_the_group_orde
                      billable=billable, fees=[], bounds=lambda p: (start, end), tz=UTC_ZONE)  # fmt: skip
 
     s = build_from(groups)
-    billable_msgs = sum(g.messages for g in groups if billable == "accepted" or g.state == "delivered")
+    billable_msgs = sum(
+        g.messages for g in groups if billable == "accepted" or g.state == "delivered"
+    )
     assert s.messages == billable_msgs
     assert sum(ln.messages for ln in s.lines) == billable_msgs
     assert s.not_billable == sum(g.messages for g in groups) - billable_msgs
