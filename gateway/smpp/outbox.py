@@ -131,6 +131,10 @@ class Outbox:
         self._seen: dict[int, int] = {}  # highest outbox id read or queued, per carrier
         self._loading: set[int] = set()
         self._overflow: set[int] = set()  # carriers with PDUs in the table but not in memory
+        # carriers whose table was read from its first row since start: until then a new PDU
+        # stays in the table, or it would hide older ones (lower ids) left by a previous run
+        self._read_from_start: set[int] = set()
+        self._missed: set[int] = set()  # PDUs queued while a load was reading the table
         self._receivers: dict[int, list[SmppConnection]] = {}
         self.acknowledged = 0  # PDUs carriers answered ESME_ROK
         self._waiters: list[asyncio.Future[None]] = []
@@ -204,8 +208,15 @@ class Outbox:
     def queued(self, item: Item) -> None:
         cid = item.carrier_id
         line = self._lines.setdefault(cid, deque())
-        if cid in self._overflow or len(line) >= MAX_QUEUED:
+        if (
+            cid not in self._read_from_start
+            or cid in self._overflow
+            or cid in self._loading
+            or len(line) >= MAX_QUEUED
+        ):
             self._overflow.add(cid)  # it waits in the table, loaded in id order later
+            if cid in self._loading:
+                self._missed.add(cid)  # the load in progress may not have seen it
         elif item.id > self._seen.get(cid, 0):
             line.append(item)
             self._seen[cid] = item.id
@@ -226,7 +237,10 @@ class Outbox:
             if pk > self._seen.get(carrier_id, 0):
                 line.append(Item(pk, carrier_id, decode(data), attempts))
                 self._seen[carrier_id] = pk
-        if len(rows) < LOAD_BATCH:
+        self._read_from_start.add(carrier_id)
+        missed = carrier_id in self._missed
+        self._missed.discard(carrier_id)
+        if len(rows) < LOAD_BATCH and not missed:
             self._overflow.discard(carrier_id)
         else:
             self._overflow.add(carrier_id)

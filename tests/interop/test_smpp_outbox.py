@@ -113,6 +113,39 @@ def test_receipts_survive_a_restart_of_the_gateway(tmp_path, store_url) -> None:
     assert outbox_rows(ctl) == 0
 
 
+def test_receipts_left_by_a_previous_process_are_sent_after_newer_ones_were_queued(
+    tmp_path, store_url
+) -> None:
+    """Found by the kill test: a receipt made after a restart but before the carrier's bind
+    used to hide the previous process's receipts (their ids are lower) for good."""
+    ctl = provisioned(tmp_path, store_url)
+
+    async def before(server, port) -> None:
+        carrier = server.directory.by_system_id("TATA").id
+        for mid in (11, 12):
+            server.send_to_carrier(carrier, receipt_pdu(str(mid)), mid)
+        await server.writer.barrier()
+
+    run_smpp(ctl, before)  # the process ends with both receipts still in the outbox
+    seen: list = []
+
+    async def after(server, port) -> None:
+        server.send_to_carrier(server.directory.by_system_id("TATA").id, receipt_pdu("13"), 13)
+        await server.writer.barrier()  # queued while nobody is bound
+        seen.extend(
+            await asyncio.get_running_loop().run_in_executor(
+                None, receive, port, "bind_transceiver", 3
+            )
+        )
+        while server.outbox.acknowledged < 3:
+            await server.outbox.changed()
+        await server.writer.barrier()
+
+    run_smpp(ctl, after)
+    assert [p.receipted_message_id for p in seen] == [b"11", b"12", b"13"]  # oldest first
+    assert outbox_rows(ctl) == 0
+
+
 def test_a_carrier_disabled_while_bound_is_unbound(tmp_path, store_url) -> None:
     ctl = provisioned(tmp_path, store_url)
     got: list = []

@@ -54,8 +54,8 @@ class Carrier:
                     raise
                 return
 
-    def send(self, text: str | bytes, **fields: Any) -> None:
-        """Send without waiting (the resp lands in ``resps``)."""
+    def send(self, text: str | bytes, **fields: Any) -> Any:
+        """Send without waiting (the resp lands in ``resps``); returns the PDU sent."""
         short = text.encode("ascii") if isinstance(text, str) else text
         params = {
             "source_addr_ton": 5,
@@ -68,7 +68,7 @@ class Carrier:
             "registered_delivery": 1,
             **fields,
         }
-        self.client.send_message(**params)
+        return self.client.send_message(**params)
 
     def submit(self, text: str | bytes, **fields: Any) -> Any:
         """One submit_sm; returns its resp (status and message_id)."""
