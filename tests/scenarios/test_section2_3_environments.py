@@ -27,19 +27,19 @@ def app(sip_ua, gw, username, password):
     return ua
 
 
-@pytest.fixture
-def envs(make_env, pg_url):
+def env_pair(make_env, pg_url, **extra):
     """env1 (SQLite: account 1111, carrier TATA, 222% -> env4) and env4 (PostgreSQL: account
-    2222, 964% -> env1), each accepting SMPP from the other."""
+    2222, 964% -> env1), each accepting SMPP from the other; ``extra`` goes to both configs."""
     env4 = make_env(
-        "env4", database=pg_url, accounts=[("2222", "+" + JANE_DID, JANE_PW)], carrier=False
-    )
+        "env4", database=pg_url, accounts=[("2222", "+" + JANE_DID, JANE_PW)], carrier=False,
+        **extra,
+    )  # fmt: skip
     env4.ctl.ok(
         "carrier", "add", "env1", "--system-id", "GW-ENV1", "--password", LINK_PW,
         "--allow-ip", "127.0.0.1",
     )  # fmt: skip
     env4.start()
-    env1 = make_env("env1")
+    env1 = make_env("env1", **extra)
     env1.ctl.ok(
         "connection", "add", TO_ENV4, "--host", "127.0.0.1", "--port", str(env4.smpp_port),
         "--system-id", "GW-ENV1", "--password", LINK_PW,
@@ -58,6 +58,11 @@ def envs(make_env, pg_url):
     env1.wait_for_log(f"connection {TO_ENV4} bound trx")
     env4.wait_for_log("connection Messages to env1 bound trx")  # picked up without a restart
     return env1, env4
+
+
+@pytest.fixture
+def envs(make_env, pg_url):
+    return env_pair(make_env, pg_url)
 
 
 def test_2_1_app_to_app_across_environments_and_the_reply(envs, sip_ua):
