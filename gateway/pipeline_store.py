@@ -217,7 +217,10 @@ def stage_forwarded(
 # -- operations ---------------------------------------------------------------------------
 @dataclass
 class WriteOp:
-    """Steps of many messages in one operation; ``done`` callbacks run after the commit."""
+    """Steps of many messages in one operation; ``done`` callbacks run after the commit.
+    Persistent: what accepted messages became waits for a database that went away."""
+
+    persistent = True
 
     stagers: list[Callable[[Batch], None]] = field(default_factory=list)
     done: list[Callable[[BaseException | None], None]] = field(default_factory=list)
@@ -314,6 +317,9 @@ class ExpireForwardedOp:
     after: Callable[[ExpireForwardedOp, BaseException | None], None] | None = None
 
     def stage(self, batch: Batch) -> None:
+        self.expired.clear()  # staged again when its batch is retried op by op
+        self.items.clear()
+
         def run(conn: Connection) -> None:
             rows = conn.execute(
                 select(messages)

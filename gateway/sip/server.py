@@ -71,6 +71,7 @@ log = logging.getLogger("gateway.sip")
 ALLOWED = "REGISTER, MESSAGE, OPTIONS"
 LOGGED_BAD = 100  # malformed messages logged before the log goes quiet (they are counted)
 CONNECT_TIMEOUT = 5.0
+RETRY_LATER = [("Retry-After", "5")]  # with a 503 when the store cannot take a write
 
 
 def utcnow() -> datetime:
@@ -446,7 +447,10 @@ class SipServer:
             if error is not None:
                 log.error("registration of %s not stored: %s", account.account_id, error)
                 self.bindings.restore(account.id, result.previous, if_current=result.current)
-                self.respond(transaction, 500, "Server Internal Error (registration not stored)")
+                # the store is unavailable: temporary (RFC 3261 21.5.4), the app retries
+                self.respond(
+                    transaction, 503, "Service Unavailable (registration not stored)", RETRY_LATER
+                )
                 return
             self.respond(transaction, 200, result.reason, result.headers)
             if result.current and self.on_registered is not None:
@@ -509,7 +513,10 @@ class SipServer:
 
         def done(row: dict[str, Any], error: BaseException | None) -> None:
             if error is not None:
-                self.respond(transaction, 500, "Server Internal Error (message not stored)")
+                log.warning("MESSAGE from %s not stored: %s", account.account_id, error)
+                self.respond(
+                    transaction, 503, "Service Unavailable (message not stored)", RETRY_LATER
+                )
                 return
             self.respond(transaction, 202)
             if self.pipeline is not None:

@@ -65,7 +65,10 @@ def stage_pdu(batch: Batch, carrier_id: int, pdu: Pdu, message_id: int | None) -
 
 @dataclass
 class _Store:
-    """Write one PDU to the outbox; then hand it to the outbox for sending."""
+    """Write one PDU to the outbox; then hand it to the outbox for sending. Persistent: a
+    receipt of an accepted message waits for a database that went away."""
+
+    persistent = True
 
     box: Outbox
     carrier_id: int
@@ -112,6 +115,7 @@ class _Load:
 @dataclass
 class _Remove:
     pk: int
+    persistent = True  # else the PDU is sent again after a restart
 
     def stage(self, batch: Batch) -> None:
         pk = self.pk

@@ -8,9 +8,15 @@ the loop. While one commit is on its way to disk the next batch gathers, so the 
 durable commit is shared by all messages that arrived meanwhile.
 
 An operation whose staging fails fails alone. When the transaction fails, the batch is tried
-again one operation per transaction, so one bad row cannot refuse its neighbours; when the
-database itself is unavailable every operation fails and answers its sender with an error,
-having acknowledged nothing.
+again one operation per transaction, so one bad row cannot refuse its neighbours.
+
+When the database itself is unavailable (server down, connection lost, file locked, disk
+full or read-only), new traffic is refused at once - an operation fails and answers its
+sender with an error, having acknowledged nothing - while *persistent* operations (what
+already-accepted messages became: steps, outcomes, CDRs, receipts; ``persistent = True``)
+are kept, in order, and written when the database is back. The writer then tries again
+every ``RETRY_MIN``..``RETRY_MAX`` seconds (doubling) and, between tries, refuses
+non-persistent operations without waiting for the database.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,13 +32,15 @@ from typing import Any, Protocol
 
 from sqlalchemy import Dialect, Engine, Table
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from gateway.store.fastinsert import FastInsert, FastUpdate
 from gateway.store.ids import IdAllocator
 
 log = logging.getLogger("gateway.store.writer")
 
+RETRY_MIN = 0.2
+RETRY_MAX = 2.0
 ID_HEADROOM = 5000
 """Ids kept at hand before each transaction, for the statements that stage rows inside it
 (receipts of a settled message: one per part)."""
@@ -111,11 +120,33 @@ def _updater(spec: UpdateSpec, dialect: Dialect) -> FastUpdate:
 
 
 class Op(Protocol):
-    """One unit of work: staged in the writer thread, finished on the event loop."""
+    """One unit of work: staged in the writer thread, finished on the event loop. An op with
+    a true ``persistent`` attribute is kept while the database is unavailable (it may be
+    staged several times: staging must start afresh each time)."""
 
     def stage(self, batch: Batch) -> None: ...
 
     def finish(self, error: BaseException | None) -> None: ...
+
+
+class StoreUnavailable(SQLAlchemyError):
+    """The database could not be reached a moment ago; refused without trying again yet."""
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is unavailable (as opposed to a bad statement)."""
+    if isinstance(exc, StoreUnavailable):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        name = type(exc.orig).__name__ if exc.orig is not None else ""
+        return name in {"OperationalError", "InterfaceError"}
+    return False
+
+
+def _persistent(op: Op) -> bool:
+    return bool(getattr(op, "persistent", False))
 
 
 class BatchWriter:
@@ -132,6 +163,10 @@ class BatchWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.commits = 0
         self.written = 0
+        self._down: SQLAlchemyError | None = None  # why the last write found no database
+        self._retry_at = 0.0
+        self._delay = RETRY_MIN
+        self.refused_while_down = 0
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -165,14 +200,41 @@ class BatchWriter:
             self._thread.join(timeout)
 
     # -- writer thread ------------------------------------------------------------------
+    @property
+    def unavailable(self) -> bool:
+        """Whether the last write found the database unavailable."""
+        return self._down is not None
+
     def _run(self) -> None:
         while True:
+            refused: list[tuple[Op, BaseException | None]] = []
             with self._wake:
                 while not self._queue and not self._closing:
                     self._wake.wait()
                 if not self._queue and self._closing:
                     return
-                ops = [self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch))]
+                wait = self._retry_at - time.monotonic() if self._down is not None else 0.0
+                if wait > 0:
+                    # the database was unavailable a moment ago: refuse new traffic now, keep
+                    # what accepted messages became until the next try
+                    kept: deque[Op] = deque()
+                    for op in self._queue:
+                        if _persistent(op):
+                            kept.append(op)
+                        else:
+                            refused.append((op, StoreUnavailable(str(self._down))))
+                    self._queue = kept
+                    if not refused:
+                        self._wake.wait(wait)
+                        continue
+                    ops: list[Op] = []
+                else:
+                    count = min(len(self._queue), self._max_batch)
+                    ops = [self._queue.popleft() for _ in range(count)]
+            if refused:
+                self.refused_while_down += len(refused)
+                self._deliver(refused)
+                continue
             self._write(ops)
 
     def _write(self, ops: list[Op]) -> None:
@@ -192,8 +254,14 @@ class BatchWriter:
             self.commits += 1
             self.written += len(staged)
             results.extend((op, None) for op in staged)
+            if self._down is not None:
+                log.warning("database available again; writing what waited")
+                self._down, self._delay = None, RETRY_MIN
         except SQLAlchemyError as exc:
-            if len(staged) > 1:
+            if unavailable(exc):
+                results.extend((op, exc) for op in staged if not _persistent(op))
+                self._keep([op for op in staged if _persistent(op)], exc)
+            elif len(staged) > 1:
                 log.warning("batch of %d failed (%s); writing one by one", len(staged), exc)
                 results.extend(self._one_by_one(staged))
             else:
@@ -201,8 +269,22 @@ class BatchWriter:
                 results.extend((op, exc) for op in staged)
         self._deliver(results)
 
+    def _keep(self, ops: list[Op], exc: SQLAlchemyError) -> None:
+        """The database is unavailable: put ``ops`` back at the head of the queue, in order,
+        and try again after a growing delay."""
+        if self._down is None:
+            log.error("database unavailable (%s); refusing new traffic, keeping %d writes",
+                      exc, len(ops))  # fmt: skip
+        self._down = exc
+        self._retry_at = time.monotonic() + self._delay
+        self._delay = min(self._delay * 2, RETRY_MAX)
+        with self._wake:
+            self._queue.extendleft(reversed(ops))
+
     def _one_by_one(self, ops: list[Op]) -> list[tuple[Op, BaseException | None]]:
         out: list[tuple[Op, BaseException | None]] = []
+        kept: list[Op] = []
+        down: SQLAlchemyError | None = None
         for op in ops:
             batch = Batch(self._ids)
             try:
@@ -213,8 +295,16 @@ class BatchWriter:
                 self.commits += 1
                 self.written += 1
                 out.append((op, None))
+            except SQLAlchemyError as exc:
+                if unavailable(exc) and _persistent(op):  # the database went away meanwhile
+                    kept.append(op)
+                    down = exc
+                else:
+                    out.append((op, exc))
             except Exception as exc:  # noqa: BLE001 - reported to the op's sender
                 out.append((op, exc))
+        if down is not None:
+            self._keep(kept, down)
         return out
 
     def _deliver(self, results: list[tuple[Op, BaseException | None]]) -> None:
