@@ -52,3 +52,35 @@ def test_postgresql_stopped_and_started_again(make_env, sip_ua, private_pg):
     }
     assert all(states[f"before {i}"] == "delivered" for i in range(20))
     assert not any(text.startswith("during") for text in states)  # refused, not stored
+
+
+def test_sqlite_store_locked_by_another_process(make_env, sip_ua):
+    """Another process holds the SQLite file's write lock longer than the busy timeout (a
+    backup tool, an admin's sqlite3 shell): the same refusal, the same recovery."""
+    import sqlite3
+
+    gw = make_env().start()
+    app = john(sip_ua, gw)
+    assert app.wait_registered() == 200
+    database = gw.folder / "gateway.db"
+    with Carrier(gw.smpp_port) as tata:
+        inflight = [f"inflight {i}" for i in range(50)]
+        assert all(r.status == 0 for r in tata.submit_many(inflight))
+        holder = sqlite3.connect(database, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # waits for the gateway's current commit, then holds
+        try:
+            during = [tata.submit(f"during {i}") for i in range(3)]
+            assert {r.status for r in during} <= REFUSALS, [hex(r.status) for r in during]
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        gw.wait_for_log("database available again", timeout=30)
+        after = [f"after {i}" for i in range(10)]
+        assert all(r.status == 0 for r in tata.submit_many(after))
+        wanted, got = set(inflight) | set(after), set()
+        while not wanted <= got:
+            got.add(app.next_message(timeout=60).body)
+    gw.stop()
+    states = {r["body_text"]: r["state"] for r in rows(gw)}
+    assert all(states[text] == "delivered" for text in wanted)
+    assert not any(text.startswith("during") for text in states)
