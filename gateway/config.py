@@ -644,6 +644,13 @@ class DeliveryConfig(_Checked):
         100_000,
         check=_between(100, 10_000_000),
     )
+    max_stored_per_destination: int = setting(
+        "Messages kept for one number that is not taking them (its app offline, retries"
+        " pending); beyond it, new ones are refused (ESME_RMSGQFUL, SIP 486) until it takes"
+        " them. Counted from the store every 30s and on each admission (1-10000000).",
+        100_000,
+        check=_between(1, 10_000_000),
+    )
     max_hops: int = setting(
         "Environments a message may pass through (loop protection between environments); a"
         " message that would go further, or visit an environment twice, fails.",

@@ -44,6 +44,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from gateway.admission import Admission, Refused
 from gateway.config import Config
 from gateway.lanes import LaneRules
@@ -55,6 +57,7 @@ from gateway.pipeline_store import (
     WriteOp,
     backlog_after,
     held_destinations,
+    parked_counts,
     parked_of,
     pending_from_row,
     stage_final,
@@ -66,6 +69,7 @@ from gateway.routes import RoutingCache
 from gateway.sip.accounts import AccountDirectory, SipAccount
 from gateway.smpp.carriers import CarrierDirectory
 from gateway.smpp.codec import SmppError
+from gateway.smpp.constants import Status
 from gateway.smpp.esme import Outgoing
 from gateway.smpp.hops import PATH_TAG, check_path, extend, parse_path
 from gateway.smpp.outbox import Item
@@ -84,6 +88,7 @@ LINE_LOAD = 1000  # parked messages of one destination read back at a time
 BACKLOG_LOAD = 5000  # backlog messages read back from the store at a time
 SWEEP_SECONDS = 1.0  # how often held lines and forwarded messages are looked at
 FORWARDED_SWEEP_EVERY = 10  # sweeps between two looks for forwarded messages past validity
+COUNT_SWEEP_EVERY = 30  # sweeps between two counts of parked messages per number
 SIP_LOOP = 482  # RFC 3261 §21.4.20 Loop Detected
 SIP_TOO_MANY_HOPS = 483
 OFFLINE_REASON = "waiting for account {account} to register"
@@ -150,6 +155,11 @@ class Pipeline:
         self.max_in_flight = delivery.max_in_flight
         self.max_queued = delivery.max_queued
         self.max_hops = delivery.max_hops
+        self.max_stored = delivery.max_stored_per_destination
+        # parked messages per number: counted in the store now and then (the numbers with at
+        # least half the limit), plus those parked since; a number at the limit is refused
+        self._stored: dict[str, int] = {}
+        self._parked_since: dict[str, int] = {}
         self.queue = DeliveryQueue()
         self.in_flight: dict[int, Pending] = {}
         self.stats: Counter[str] = Counter()
@@ -176,6 +186,7 @@ class Pipeline:
         self._read(held_destinations, lambda rows, error: _settle(done, rows, error))
         self.flush()
         rows = await done
+        await self._count_parked()
         now = utcnow()
         for destination, due in rows:
             self.queue.hold(destination, due or now)
@@ -281,6 +292,13 @@ class Pipeline:
             line = LineState.HELD
         if line is not LineState.HELD and (destination not in self._more or lane == "priority"):
             return Admission("routed", lane, route, path=route_path, rewrite=rewrite)
+        if self._full(destination):
+            raise Refused(
+                f"{self.max_stored} messages are already waiting for {destination}",
+                status=Status.ESME_RMSGQFUL,
+                sip=486,
+            )
+        self._parked_since[destination] = self._parked_since.get(destination, 0) + 1
         if offline is not None:
             due = validity_until
         else:  # behind a retry wait, or behind parked messages still being read back
@@ -294,6 +312,27 @@ class Pipeline:
             path=route_path,
             rewrite=rewrite,
         )
+
+    async def _count_parked(self) -> None:
+        """Count parked messages per number in the store (numbers near the limit only)."""
+        assert self._loop is not None
+        done: asyncio.Future[list[Any]] = self._loop.create_future()
+        self._read(
+            parked_counts(max(1, self.max_stored // 2)),
+            lambda rows, error: _settle(done, rows, error),
+        )
+        self.flush()
+        try:
+            rows = await done
+        except SQLAlchemyError as exc:
+            log.warning("counting parked messages failed: %s", exc)
+            return
+        self._stored = {destination: int(n) for destination, n in rows}
+        self._parked_since = {}
+
+    def _full(self, destination: str) -> bool:
+        stored = self._stored.get(destination, 0) + self._parked_since.get(destination, 0)
+        return stored >= self.max_stored
 
     def _decide(self, view: MessageView) -> Decision:
         decision = self.routes.table.resolve(view.destination)
@@ -661,6 +700,8 @@ class Pipeline:
         for destination in self.queue.due(now):
             self._release(destination, now)
         self._sweeps += 1
+        if self._sweeps % COUNT_SWEEP_EVERY == 0:
+            self._spawn(self._count_parked())
         if self._sweeps % FORWARDED_SWEEP_EVERY == 0:
             self._ops_append(ExpireForwardedOp(now, self._id_style, after=self._expired_forwarded))
             self.flush()

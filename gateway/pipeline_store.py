@@ -255,6 +255,22 @@ class ReadOp:
         self.done(self.rows, error)
 
 
+def parked_counts(at_least: int) -> Callable[[Connection], list[Any]]:
+    """(destination, parked messages) of the numbers with at least ``at_least`` parked."""
+
+    def query(conn: Connection) -> list[Any]:
+        return list(
+            conn.execute(
+                select(messages.c.destination, func.count())
+                .where(messages.c.state == "retry-wait")
+                .group_by(messages.c.destination)
+                .having(func.count() >= at_least)
+            )
+        )
+
+    return query
+
+
 def parked_of(destination: str, limit: int) -> Callable[[Connection], list[Any]]:
     """A destination's parked (retry-wait) messages, the priority lane's first, each lane
     oldest first (so a verification code does not wait behind a parked campaign)."""

@@ -505,7 +505,12 @@ class SipServer:
                 )
             except Refused as exc:
                 log.info("MESSAGE from %s refused: %s", account.account_id, exc.reason)
-                phrase = {403: "Forbidden", 482: "Loop Detected", 483: "Too Many Hops"}
+                phrase = {
+                    403: "Forbidden",
+                    482: "Loop Detected",
+                    483: "Too Many Hops",
+                    486: "Busy Here",
+                }
                 self.respond(
                     transaction, exc.sip, f"{phrase.get(exc.sip, 'Not Found')} ({exc.reason[:120]})"
                 )

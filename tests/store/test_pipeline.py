@@ -257,6 +257,35 @@ def test_offline_app_messages_wait_and_go_in_order_when_it_registers(ctl):
     run(ctl, scenario)
 
 
+def test_an_offline_number_takes_at_most_max_stored_messages(ctl):
+    """Stored messages per number that is not taking them are bounded: beyond the limit new
+    ones are refused (ESME_RMSGQFUL / 486), counted again from the store, and accepted again
+    once the app took its messages."""
+
+    async def scenario(h: Harness) -> None:
+        ids = [await h.submit(JOHN, f"m{i}") for i in range(3)]
+        with pytest.raises(Refused) as refused:
+            await h.submit(JOHN, "one too many")
+        assert (refused.value.status, refused.value.sip) == (Status.ESME_RMSGQFUL, 486)
+        assert "3 messages are already waiting for 964111222333" in refused.value.reason
+        await h.pipeline._count_parked()  # counted from the store: still full
+        with pytest.raises(Refused):
+            await h.submit(JOHN, "still too many")
+        john = h.pipeline.accounts.by_name("1111")
+        h.sip.online.add(john.id)
+        h.pipeline.registered(john)
+        await h.settle(3)
+        await h.quiet()
+        assert {h.row(i)["state"] for i in ids} == {"delivered"}
+        await h.pipeline._count_parked()  # nothing waits any more: accepted again
+        mid = await h.submit(JOHN, "after")
+        await h.settle(1)
+        await h.quiet()
+        assert h.row(mid)["state"] == "delivered"
+
+    run(ctl, scenario, max_stored=3)
+
+
 def test_parked_message_expires_with_an_expired_receipt(ctl):
     async def scenario(h: Harness) -> None:
         mid = await h.submit(JOHN, validity=timedelta(seconds=1))
