@@ -111,20 +111,21 @@ class GatewayProcess:
         with self._seen:
             self._seen.notify_all()
 
-    def wait_for_log(self, pattern: str, timeout: float = 30.0) -> str:
-        """Block until a log line matches ``pattern`` (an event, not a sleep)."""
+    def wait_for_log(self, pattern: str, timeout: float = 30.0, count: int = 1) -> str:
+        """Block until ``count`` log lines match ``pattern`` (an event, not a sleep); the
+        last of them is returned."""
         regex = re.compile(pattern)
         with self._seen:
             found = self._seen.wait_for(
                 lambda: (
-                    any(regex.search(line) for line in self.lines)
+                    sum(1 for line in self.lines if regex.search(line)) >= count
                     or self.process.poll() is not None
                 ),
                 timeout,
             )
-            for line in self.lines:
-                if regex.search(line):
-                    return line
+            matching = [line for line in self.lines if regex.search(line)]
+            if len(matching) >= count:
+                return matching[count - 1]
         raise AssertionError(
             f"no log line matching {pattern!r} (found={found}):\n" + "".join(self.lines)
         )
