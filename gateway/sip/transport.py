@@ -187,6 +187,16 @@ class StreamFlow(Flow, asyncio.Protocol):
         self._io = None
         self._transports.forget(self)
 
+    def pause_writing(self) -> None:
+        """The peer is not reading what we send: stop reading its requests (their answers
+        would pile up in memory) until it catches up."""
+        if self._io is not None:
+            self._io.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._io is not None and not self._closed:
+            self._io.resume_reading()
+
     # -- Flow ----------------------------------------------------------------------------
     @property
     def open(self) -> bool:
