@@ -5,6 +5,7 @@ command gets gatewayctl's ``Obj`` (config and actor) as the click object."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -45,10 +46,6 @@ def _money(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def vars_of(line: Any) -> dict[str, Any]:
-    return {name: getattr(line, name) for name in line.__slots__}
-
-
 def _print_lines(lines: list[dict[str, Any]]) -> None:
     """One line per invoice line: what, counts, unit price, amount."""
     for line in lines:
@@ -71,7 +68,7 @@ def _print_outcome(o: runs.Outcome) -> None:
         f"{o.carrier} {o.period} ({o.state}): {s.messages:,} billable messages, "
         f"{s.parts:,} parts; total {totals}"
     )
-    _print_lines([vars_of(line) for line in s.lines])
+    _print_lines([dataclasses.asdict(line) for line in s.lines])
     if s.unrated:
         click.echo(f"  warning: {s.unrated:,} billable messages have no tariff (not priced)")
     if s.not_billable:

@@ -118,16 +118,12 @@ def fees_of(conn: Connection, carrier_id: int) -> list[Fee]:
             kind=r["kind"],
             unit=r["unit"],
             currency=r["currency"],
-            tiers=tuple(Tier(int(start), cdr_decimal(price)) for start, price in r["tiers"]),
+            tiers=tuple(Tier(int(start), Decimal(str(price))) for start, price in r["tiers"]),
             first_month=r["effective_from"],
             last_month=r["effective_to"],
         )
         for r in rows
     ]
-
-
-def cdr_decimal(value: Any) -> Decimal:
-    return Decimal(str(value))
 
 
 def _in_period(carrier_id: int, start: datetime, end: datetime) -> Any:

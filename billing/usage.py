@@ -125,15 +125,20 @@ def itemised(conn: Connection, carrier: CarrierBilling, first: date, last: date)
         }
 
 
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return value
+
+
 def write_csv(rows: Iterator[dict], out: TextIO) -> int:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CDR_COLUMNS)
     n = 0
     for row in rows:
-        writer.writerow(
-            ["" if row[c] is None else ("yes" if row[c] is True else "no" if row[c] is False
-             else row[c]) for c in CDR_COLUMNS]
-        )  # fmt: skip
+        writer.writerow([_cell(row[c]) for c in CDR_COLUMNS])
         n += 1
     return n
 

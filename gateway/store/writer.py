@@ -133,16 +133,25 @@ class StoreUnavailable(SQLAlchemyError):
     """The database could not be reached a moment ago; refused without trying again yet."""
 
 
+# SQLite reports a bad statement ("no such table") as OperationalError too: only these mean
+# that the file cannot take a write now
+_SQLITE_UNAVAILABLE = ("locked", "busy", "disk", "readonly", "unable to open", "i/o error")
+
+
 def unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` says the database is unavailable (as opposed to a bad statement)."""
     if isinstance(exc, StoreUnavailable):
         return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        name = type(exc.orig).__name__ if exc.orig is not None else ""
-        return name in {"OperationalError", "InterfaceError"}
-    return False
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    if orig is None or type(orig).__name__ not in {"OperationalError", "InterfaceError"}:
+        return False
+    if type(orig).__module__.startswith("sqlite3"):
+        return any(word in str(orig).lower() for word in _SQLITE_UNAVAILABLE)
+    return True
 
 
 def _persistent(op: Op) -> bool:
