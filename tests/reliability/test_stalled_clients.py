@@ -44,14 +44,14 @@ def test_a_carrier_that_stops_reading_is_held_back_and_others_are_served(make_en
     app = john(sip_ua, gw)
     assert app.wait_registered() == 200
     stalled = socket.create_connection(("127.0.0.1", gw.smpp_port), timeout=10)
-    bind = Pdu(CommandId.BIND_TRANSCEIVER, 0, 1, {
+    bind = Pdu(CommandId.BIND_TRANSCEIVER, 1, 0, {
         "system_id": "TATA", "password": TATA_PW, "system_type": "", "interface_version": 0x34,
         "addr_ton": 0, "addr_npi": 0, "address_range": "",
     })  # fmt: skip
     stalled.sendall(encode(bind))
     resp = read_pdu(stalled)
     assert struct.unpack(">III", resp[4:16])[1] == 0  # bound, ESME_ROK
-    links = b"".join(encode(Pdu(CommandId.ENQUIRE_LINK, 0, i, {})) for i in range(2, 4098))
+    links = b"".join(encode(Pdu(CommandId.ENQUIRE_LINK, i, 0, {})) for i in range(2, 4098))
     try:
         taken = flood(stalled, links)
         assert taken < CAP, "the gateway kept reading a carrier that reads nothing"
