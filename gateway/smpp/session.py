@@ -29,7 +29,11 @@ from gateway.smpp.codec import (
 from gateway.smpp.constants import CommandId, Status, Tag
 
 MAX_SEQUENCE = 0x7FFFFFFF
-_KNOWN_REQUESTS = frozenset(c for c in CommandId if not c & 0x80000000)
+# requests that have a response PDU of their own; others (outbind, alert_notification, unknown
+# ids) are answered with generic_nack (found by fuzzing: an outbind from a carrier raised)
+_ANSWERABLE = frozenset(
+    c for c in CommandId if not c & 0x80000000 and (c | 0x80000000) in set(CommandId)
+)
 SMPP_VERSION = 0x34
 
 
@@ -270,7 +274,7 @@ class Session:
         """Answer a bad request with its own resp (or generic_nack) and count it."""
         if command_id & 0x80000000:
             pass  # a response is never answered
-        elif command_id in _KNOWN_REQUESTS:
+        elif command_id in _ANSWERABLE:
             self._queue(response(Pdu(command_id, sequence), status))
         else:
             self._queue(generic_nack(sequence, status))

@@ -1,6 +1,7 @@
 # The SMSC-side SMPP session: transition table, windows, unbind order, timers (fake clock).
 from __future__ import annotations
 
+import struct
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -367,3 +368,19 @@ def test_requests_crossing_our_unbind_are_refused_without_counting_as_errors() -
     assert [r.status for r in resps] == [Status.ESME_RINVBNDSTS] * 10
     [closed] = session.receive_data(encode(Pdu(CommandId.UNBIND_RESP, unbind.sequence)), T0)
     assert isinstance(closed, Closed) and session.state is State.CLOSED
+
+
+@pytest.mark.parametrize("command_id", [CommandId.OUTBIND, CommandId.ALERT_NOTIFICATION])
+@pytest.mark.parametrize("state", ["open", "bound"])
+def test_requests_without_a_resp_pdu_are_answered_generic_nack(command_id, state) -> None:
+    """Found by the atheris run (tests/fuzz/README.md): an outbind or alert_notification from
+    a carrier, valid or not, raised ValueError (no resp PDU to answer it with)."""
+    session = Session(T0) if state == "open" else bound()
+    outbind = encode(Pdu(CommandId.OUTBIND, 7, 0, {"system_id": "TATA", "password": "x"}))
+    bad = struct.pack(">IIII", 16, command_id, 0, 8)  # too short for its mandatory fields
+    events = session.receive_data(outbind if command_id == CommandId.OUTBIND else bad, T0)
+    events += session.receive_data(bad, T0)
+    assert all(isinstance(e, ProtocolError) for e in events)
+    answers = sent(session)
+    assert [a.command_id for a in answers] == [CommandId.GENERIC_NACK] * 2
+    assert answers[-1].sequence == 8
