@@ -7,6 +7,7 @@ import os
 import queue
 import random
 import threading
+import time
 from typing import Any
 
 from gateway.store.schema import cdrs
@@ -26,6 +27,7 @@ class Inbox:
 
     def __init__(self, apps: list[Any]) -> None:
         self.bodies: list[str] = []
+        self.arrived: dict[str, float] = {}  # body -> time.monotonic() of its first arrival
         self.cond = threading.Condition()
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._pull, args=(a,), daemon=True) for a in apps]
@@ -40,6 +42,7 @@ class Inbox:
                 continue
             with self.cond:
                 self.bodies.append(got.body)
+                self.arrived.setdefault(got.body, time.monotonic())
                 self.cond.notify_all()
 
     def wait(self, ready: Any, timeout: float = WAIT) -> bool:
