@@ -14,6 +14,7 @@ from gateway.store.schema import cdrs
 from tests.scenarios.carrier import Carrier
 from tests.scenarios.conftest import JOHN_PW
 from tests.scenarios.test_section1_carriers_to_apps import rows
+from tests.scenarios.test_section2_3_environments import app
 
 KILLS = 20
 BATCH = 150  # messages a round submits
@@ -99,12 +100,7 @@ def test_twenty_sigkills_under_load_lose_nothing(make_env, sip_ua):
         accounts=[(a, did, JOHN_PW) for a, did in APPS],
         delivery={"retry": ["1s", "2s"], "validity": "1d"},
     ).start()
-    apps = []
-    for account, _ in APPS:
-        app = sip_ua(transport="udp", registrar=("127.0.0.1", gw.sip_ports["udp"]),
-                     domain=gw.domain, username=account, password=JOHN_PW)  # fmt: skip
-        assert app.wait_registered() == 200
-        apps.append(app)
+    apps = [app(sip_ua, gw, account, JOHN_PW) for account, _ in APPS]  # registered
     inbox = Inbox(apps)
     acked: dict[str, bytes] = {}
     receipts: set[bytes] = set()

@@ -12,6 +12,7 @@ from tests.reliability.test_kills import APPS, Inbox
 from tests.scenarios.carrier import Carrier
 from tests.scenarios.conftest import JOHN_PW
 from tests.scenarios.test_section1_carriers_to_apps import rows
+from tests.scenarios.test_section2_3_environments import app
 
 SECONDS = float(os.environ.get("GATEWAY_SOAK_SECONDS") or 60)
 RATE = 100  # messages per second, half to each app
@@ -29,12 +30,7 @@ def sample(pid: int) -> tuple[int, int]:
 def test_soak_steady_traffic_with_registration_churn(make_env, sip_ua):
     gw = make_env(accounts=[(a, did, JOHN_PW) for a, did in APPS]).start()
     pid = gw.process.pid
-    apps = []
-    for account, _ in APPS:
-        app = sip_ua(transport="udp", registrar=("127.0.0.1", gw.sip_ports["udp"]),
-                     domain=gw.domain, username=account, password=JOHN_PW)  # fmt: skip
-        assert app.wait_registered() == 200
-        apps.append(app)
+    apps = [app(sip_ua, gw, account, JOHN_PW) for account, _ in APPS]  # registered
     churning = apps[1]  # apps[0] stays registered throughout
     inbox = Inbox(apps)
     acked: set[str] = set()
