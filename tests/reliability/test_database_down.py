@@ -54,26 +54,21 @@ def test_postgresql_stopped_and_started_again(make_env, sip_ua, private_pg):
     assert not any(text.startswith("during") for text in states)  # refused, not stored
 
 
-def test_sqlite_store_locked_by_another_process(make_env, sip_ua):
-    """Another process holds the SQLite file's write lock longer than the busy timeout (a
-    backup tool, an admin's sqlite3 shell): the same refusal, the same recovery."""
-    import sqlite3
-
+def sqlite_outage(make_env, sip_ua, take_away, give_back) -> None:
+    """Messages being delivered when the SQLite store stops taking writes; then it does again:
+    refused meanwhile, resumed by itself, every acknowledged message delivered."""
     gw = make_env().start()
     app = john(sip_ua, gw)
     assert app.wait_registered() == 200
-    database = gw.folder / "gateway.db"
     with Carrier(gw.smpp_port) as tata:
         inflight = [f"inflight {i}" for i in range(50)]
         assert all(r.status == 0 for r in tata.submit_many(inflight))
-        holder = sqlite3.connect(database, isolation_level=None)
-        holder.execute("BEGIN EXCLUSIVE")  # waits for the gateway's current commit, then holds
+        take_away(gw.folder / "gateway.db")
         try:
             during = [tata.submit(f"during {i}") for i in range(3)]
             assert {r.status for r in during} <= REFUSALS, [hex(r.status) for r in during]
         finally:
-            holder.execute("ROLLBACK")
-            holder.close()
+            give_back(gw.folder / "gateway.db")
         gw.wait_for_log("database available again", timeout=30)
         after = [f"after {i}" for i in range(10)]
         assert all(r.status == 0 for r in tata.submit_many(after))
@@ -84,3 +79,40 @@ def test_sqlite_store_locked_by_another_process(make_env, sip_ua):
     states = {r["body_text"]: r["state"] for r in rows(gw)}
     assert all(states[text] == "delivered" for text in wanted)
     assert not any(text.startswith("during") for text in states)
+
+
+def test_sqlite_store_locked_by_another_process(make_env, sip_ua):
+    """Another process holds the SQLite file's write lock longer than the busy timeout (a
+    backup tool, an admin's sqlite3 shell)."""
+    import sqlite3
+
+    holders = []
+
+    def lock(database):
+        holder = sqlite3.connect(database, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # waits for the gateway's current commit, then holds
+        holders.append(holder)
+
+    def unlock(database):
+        holder = holders.pop()
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    sqlite_outage(make_env, sip_ua, lock, unlock)
+
+
+def test_sqlite_store_on_a_disk_that_refuses_writes(make_env, sip_ua):
+    """The store's files become unwritable (here: immutable, chattr +i, which even root
+    cannot write; SQLite reports a disk I/O error) - as a failing or read-only disk would."""
+    import subprocess
+
+    def files(database):
+        return [str(p) for p in (database, database.with_name(database.name + "-wal"))]
+
+    def freeze(database):
+        subprocess.run(["chattr", "+i", *files(database)], check=True)
+
+    def thaw(database):
+        subprocess.run(["chattr", "-i", *files(database)], check=True)
+
+    sqlite_outage(make_env, sip_ua, freeze, thaw)
