@@ -126,7 +126,8 @@ def fees_of(conn: Connection, carrier_id: int) -> list[Fee]:
     ]
 
 
-def _in_period(carrier_id: int, start: datetime, end: datetime) -> Any:
+def in_period(carrier_id: int, start: datetime, end: datetime) -> Any:
+    """The carrier's CDRs (leg in) accepted in [start, end): the filter every report uses."""
     return and_(
         cdrs.c.carrier_id == carrier_id,
         cdrs.c.leg == cdr.LEG_IN,
@@ -162,7 +163,7 @@ def aggregate(
             func.sum(cdrs.c.parts),
             *cdr.fingerprint_terms()[1:],
         )
-        .where(_in_period(carrier_id, start, end))
+        .where(in_period(carrier_id, start, end))
         .group_by(text("1, 2, 3"))  # by position: PostgreSQL cannot match bound expressions
     )
     groups: list[Group] = []
@@ -177,7 +178,7 @@ def aggregate(
 
 
 def count_cdrs(conn: Connection, carrier_id: int, start: datetime, end: datetime) -> int:
-    query = select(func.count()).select_from(cdrs).where(_in_period(carrier_id, start, end))
+    query = select(func.count()).select_from(cdrs).where(in_period(carrier_id, start, end))
     return int(conn.execute(query).scalar() or 0)
 
 

@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from billing import cdr
-from billing.periods import day_start
-from billing.runs import CarrierBilling, rate_table
+from billing.periods import day_end, day_start
+from billing.runs import CarrierBilling, in_period, rate_table
 from billing.settlement import is_billable
 from gateway.errors import InvalidInput
 from gateway.smpp.receipt import format_message_id
@@ -58,17 +58,11 @@ def per_day(conn: Connection, carrier: CarrierBilling, first: date, last: date) 
     rows: list[dict[str, Any]] = []
     day = first
     while day <= last:
-        start, end = day_start(day, tz), day_start(day + timedelta(days=1), tz)
         counts = dict.fromkeys(cdr.STATE_CODES, 0)
         parts = 0
         query = (
             select(cdrs.c.state, func.count(), func.sum(cdrs.c.parts))
-            .where(
-                cdrs.c.carrier_id == carrier.id,
-                cdrs.c.leg == cdr.LEG_IN,
-                cdrs.c.accepted_at >= start,
-                cdrs.c.accepted_at < end,
-            )
+            .where(in_period(carrier.id, day_start(day, tz), day_end(day, tz)))
             .group_by(cdrs.c.state)
         )
         for state, n, p in conn.execute(query):
@@ -94,12 +88,7 @@ def itemised(conn: Connection, carrier: CarrierBilling, first: date, last: date)
     table = rate_table(conn, carrier)
     query = (
         select(cdrs)
-        .where(
-            cdrs.c.carrier_id == carrier.id,
-            cdrs.c.leg == cdr.LEG_IN,
-            cdrs.c.accepted_at >= day_start(first, tz),
-            cdrs.c.accepted_at < day_start(last + timedelta(days=1), tz),
-        )
+        .where(in_period(carrier.id, day_start(first, tz), day_end(last, tz)))
         .order_by(cdrs.c.accepted_at, cdrs.c.message_id)
         .execution_options(yield_per=5000)
     )

@@ -175,7 +175,6 @@ class BatchWriter:
         self._down: SQLAlchemyError | None = None  # why the last write found no database
         self._retry_at = 0.0
         self._delay = RETRY_MIN
-        self.refused_while_down = 0
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -209,11 +208,6 @@ class BatchWriter:
             self._thread.join(timeout)
 
     # -- writer thread ------------------------------------------------------------------
-    @property
-    def unavailable(self) -> bool:
-        """Whether the last write found the database unavailable."""
-        return self._down is not None
-
     def _run(self) -> None:
         while True:
             refused: list[tuple[Op, BaseException | None]] = []
@@ -241,7 +235,6 @@ class BatchWriter:
                     count = min(len(self._queue), self._max_batch)
                     ops = [self._queue.popleft() for _ in range(count)]
             if refused:
-                self.refused_while_down += len(refused)
                 self._deliver(refused)
                 continue
             self._write(ops)
