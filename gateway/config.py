@@ -651,6 +651,14 @@ class DeliveryConfig(_Checked):
         100_000,
         check=_between(1, 10_000_000),
     )
+    max_waiting_per_route: int = setting(
+        "Messages kept for one route to a peer that is not taking them (down, not answering,"
+        " throttling); beyond it, new ones for that route are refused (ESME_RMSGQFUL, SIP"
+        " 503) until the backlog drains. Counted over the route's connections, from the"
+        " store every 30s and on each admission and forwarding (1-10000000).",
+        100_000,
+        check=_between(1, 10_000_000),
+    )
     max_hops: int = setting(
         "Environments a message may pass through (loop protection between environments); a"
         " message that would go further, or visit an environment twice, fails.",

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.admission import Admission, Refused
+from gateway.backlog import WaitingCounts
 from gateway.config import Config
 from gateway.lanes import LaneRules
 from gateway.lifecycle import MessageEvent, MessageState, advance
@@ -63,6 +64,7 @@ from gateway.pipeline_store import (
     stage_final,
     stage_forwarded,
     stage_step,
+    waiting_counts,
 )
 from gateway.queue import DeliveryQueue, LineState, Pending
 from gateway.routes import RoutingCache
@@ -155,11 +157,11 @@ class Pipeline:
         self.max_in_flight = delivery.max_in_flight
         self.max_queued = delivery.max_queued
         self.max_hops = delivery.max_hops
-        self.max_stored = delivery.max_stored_per_destination
-        # parked messages per number: counted in the store now and then (the numbers with at
-        # least half the limit), plus those parked since; a number at the limit is refused
-        self._stored: dict[str, int] = {}
-        self._parked_since: dict[str, int] = {}
+        # parked messages per number (counted in the store now and then: the numbers with at
+        # least half the limit, plus those parked since) and messages waiting per route (not
+        # yet taken by the peer); a number or a route at its limit is refused
+        self.parked = WaitingCounts(delivery.max_stored_per_destination)
+        self.waiting = WaitingCounts(delivery.max_waiting_per_route)
         self.queue = DeliveryQueue()
         self.in_flight: dict[int, Pending] = {}
         self.stats: Counter[str] = Counter()
@@ -186,7 +188,7 @@ class Pipeline:
         self._read(held_destinations, lambda rows, error: _settle(done, rows, error))
         self.flush()
         rows = await done
-        await self._count_parked()
+        await self._count_waiting()
         now = utcnow()
         for destination, due in rows:
             self.queue.hold(destination, due or now)
@@ -277,7 +279,16 @@ class Pipeline:
         route_path = ",".join(path) if path else None
         rewrite = rewrite or None
         if decision.kind == "forward":
-            route = f"smpp:{decision.routes[0].name}"
+            keys = [f"smpp:{r.name}" for r in decision.routes]
+            if self.waiting.full(keys):
+                raise Refused(
+                    f"{self.waiting.limit} messages are already waiting for the peer of"
+                    f" {keys[0][5:]!r}",
+                    status=Status.ESME_RMSGQFUL,
+                    sip=503,
+                )
+            route = keys[0]
+            self.waiting.added(route)
             offline = None
         else:
             assert decision.local is not None
@@ -292,13 +303,13 @@ class Pipeline:
             line = LineState.HELD
         if line is not LineState.HELD and (destination not in self._more or lane == "priority"):
             return Admission("routed", lane, route, path=route_path, rewrite=rewrite)
-        if self._full(destination):
+        if self.parked.full([destination]):
             raise Refused(
-                f"{self.max_stored} messages are already waiting for {destination}",
+                f"{self.parked.limit} messages are already waiting for {destination}",
                 status=Status.ESME_RMSGQFUL,
                 sip=486,
             )
-        self._parked_since[destination] = self._parked_since.get(destination, 0) + 1
+        self.parked.added(destination)
         if offline is not None:
             due = validity_until
         else:  # behind a retry wait, or behind parked messages still being read back
@@ -313,26 +324,23 @@ class Pipeline:
             rewrite=rewrite,
         )
 
-    async def _count_parked(self) -> None:
-        """Count parked messages per number in the store (numbers near the limit only)."""
+    async def _count_waiting(self) -> None:
+        """Count in the store the parked messages per number (numbers near the limit only)
+        and the messages waiting per route."""
         assert self._loop is not None
-        done: asyncio.Future[list[Any]] = self._loop.create_future()
-        self._read(
-            parked_counts(max(1, self.max_stored // 2)),
-            lambda rows, error: _settle(done, rows, error),
-        )
-        self.flush()
-        try:
-            rows = await done
-        except SQLAlchemyError as exc:
-            log.warning("counting parked messages failed: %s", exc)
-            return
-        self._stored = {destination: int(n) for destination, n in rows}
-        self._parked_since = {}
-
-    def _full(self, destination: str) -> bool:
-        stored = self._stored.get(destination, 0) + self._parked_since.get(destination, 0)
-        return stored >= self.max_stored
+        for counts, query, what in (
+            (self.parked, parked_counts(max(1, self.parked.limit // 2)), "parked messages"),
+            (self.waiting, waiting_counts, "messages waiting for peers"),
+        ):
+            done: asyncio.Future[list[Any]] = self._loop.create_future()
+            self._read(query, lambda rows, error, done=done: _settle(done, rows, error))
+            self.flush()
+            try:
+                rows = await done
+            except SQLAlchemyError as exc:
+                log.warning("counting %s failed: %s", what, exc)
+                continue
+            counts.recounted({key: int(n) for key, n in rows})
 
     def _decide(self, view: MessageView) -> Decision:
         decision = self.routes.table.resolve(view.destination)
@@ -537,6 +545,7 @@ class Pipeline:
 
     def _forwarded(self, p: Pending, connection: int, peer_ids: tuple[str, ...]) -> None:
         self.in_flight.pop(p.id, None)
+        self._left_waiting(p)
         self.stats["forwarded"] += 1
         now = utcnow()
         self.stage(
@@ -701,7 +710,7 @@ class Pipeline:
             self._release(destination, now)
         self._sweeps += 1
         if self._sweeps % COUNT_SWEEP_EVERY == 0:
-            self._spawn(self._count_parked())
+            self._spawn(self._count_waiting())
         if self._sweeps % FORWARDED_SWEEP_EVERY == 0:
             self._ops_append(ExpireForwardedOp(now, self._id_style, after=self._expired_forwarded))
             self.flush()
@@ -809,6 +818,7 @@ class Pipeline:
         now = utcnow()
         items: list[Item] = []
         self.stats[state] += 1
+        self._left_waiting(p)
 
         def stage(batch: Batch) -> None:
             items.clear()  # staged again when a batch is retried op by op
@@ -825,6 +835,11 @@ class Pipeline:
                 then()
 
         self.stage(stage, done)
+
+    def _left_waiting(self, p: Pending) -> None:
+        """``p`` no longer waits for a peer (taken by it, or ended before it was)."""
+        if p.route is not None and p.route.startswith("smpp:"):
+            self.waiting.left(p.route)
 
     def _committed_items(self, items: list[Item]) -> None:
         if self.outbox is not None:

@@ -33,6 +33,7 @@ from gateway.store.writer import Batch, UpdateSpec
 log = logging.getLogger("gateway.pipeline")
 
 FINAL_STATES = ("delivered", "failed", "expired", "rejected", "deleted")
+WAITING_STATES = ("accepted", "routed", "sending", "retry-wait")  # not final, not forwarded
 _NOT_FINAL = "state NOT IN (" + ", ".join(f"'{s}'" for s in FINAL_STATES) + ")"
 STEP = UpdateSpec(
     messages,
@@ -269,6 +270,20 @@ def parked_counts(at_least: int) -> Callable[[Connection], list[Any]]:
         )
 
     return query
+
+
+def waiting_counts(conn: Connection) -> list[Any]:
+    """(route, messages) of the messages waiting to be forwarded over each SMPP route."""
+    return list(
+        conn.execute(
+            select(messages.c.route, func.count())
+            .where(
+                messages.c.state.in_(WAITING_STATES),
+                messages.c.route.like("smpp:%"),
+            )
+            .group_by(messages.c.route)
+        )
+    )
 
 
 def parked_of(destination: str, limit: int) -> Callable[[Connection], list[Any]]:

@@ -510,9 +510,13 @@ class SipServer:
                     482: "Loop Detected",
                     483: "Too Many Hops",
                     486: "Busy Here",
+                    503: "Service Unavailable",
                 }
                 self.respond(
-                    transaction, exc.sip, f"{phrase.get(exc.sip, 'Not Found')} ({exc.reason[:120]})"
+                    transaction,
+                    exc.sip,
+                    f"{phrase.get(exc.sip, 'Not Found')} ({exc.reason[:120]})",
+                    RETRY_LATER if exc.sip == 503 else (),
                 )
                 return
 

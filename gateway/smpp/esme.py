@@ -446,6 +446,7 @@ class Esme:
         if self.state is State.UNBOUND and self._unbind_deadline and now >= self._unbind_deadline:
             return [self._close("unbound by peer; our answers were not ready in time")]
         events: list[Event] = []
+        suspect = False  # a request went unanswered: is the peer still there?
         for sequence, pending in list(self._outstanding.items()):
             if now < pending.deadline:
                 continue
@@ -457,13 +458,18 @@ class Esme:
             if sequence == self._unbind_sequence:
                 return [*events, self._close("unbind unanswered")]
             self.in_flight -= 1
+            suspect = True
             events.append(ResponseTimedOut(pending.request, pending.context))
         idle_since = max(self._last_received, self._last_sent)
         if (
             self.state in BOUND
             and self._probe_sequence is None
-            and now >= idle_since + limits.enquire_link_interval
+            and (suspect or now >= idle_since + limits.enquire_link_interval)
         ):
+            # probed when idle, and at once when a submit went unanswered: a peer that
+            # stopped answering (hung, or a silent network) is let go within two response
+            # timeouts, so its traffic fails over, instead of a bind kept busy forever by the
+            # submits that keep timing out; a peer that lost one resp answers and stays bound
             probe = Pdu(C.ENQUIRE_LINK, self._next_sequence(), 0, {}, [])
             self._send(probe, now, None)
             self._probe_sequence = probe.sequence

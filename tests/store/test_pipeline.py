@@ -263,12 +263,13 @@ def test_an_offline_number_takes_at_most_max_stored_messages(ctl):
     once the app took its messages."""
 
     async def scenario(h: Harness) -> None:
+        h.pipeline.parked.limit = 3
         ids = [await h.submit(JOHN, f"m{i}") for i in range(3)]
         with pytest.raises(Refused) as refused:
             await h.submit(JOHN, "one too many")
         assert (refused.value.status, refused.value.sip) == (Status.ESME_RMSGQFUL, 486)
         assert "3 messages are already waiting for 964111222333" in refused.value.reason
-        await h.pipeline._count_parked()  # counted from the store: still full
+        await h.pipeline._count_waiting()  # counted from the store: still full
         with pytest.raises(Refused):
             await h.submit(JOHN, "still too many")
         john = h.pipeline.accounts.by_name("1111")
@@ -277,13 +278,54 @@ def test_an_offline_number_takes_at_most_max_stored_messages(ctl):
         await h.settle(3)
         await h.quiet()
         assert {h.row(i)["state"] for i in ids} == {"delivered"}
-        await h.pipeline._count_parked()  # nothing waits any more: accepted again
+        await h.pipeline._count_waiting()  # nothing waits any more: accepted again
         mid = await h.submit(JOHN, "after")
         await h.settle(1)
         await h.quiet()
         assert h.row(mid)["state"] == "delivered"
 
-    run(ctl, scenario, max_stored=3)
+    run(ctl, scenario)
+
+
+def test_a_route_whose_peer_takes_nothing_holds_at_most_max_waiting_messages(ctl):
+    """Messages waiting for a route's peers (both connections down here) are bounded over
+    the route: beyond the limit new ones are refused (ESME_RMSGQFUL / SIP 503), still after
+    a count from the store; once the peer takes them, new ones are accepted at once."""
+
+    async def scenario(h: Harness) -> None:
+        h.pipeline.waiting.limit = 4
+        a, b = FakeClient(bound=False), FakeClient(bound=False)
+        h.connections.clients = {h.conn_ids["A"]: a, h.conn_ids["B"]: b}
+        ids = [
+            await h.submit(f"2224512345{i}", f"m{i}", validity=timedelta(days=1)) for i in range(4)
+        ]
+        await h.settle(4)
+        await h.quiet()
+        assert {h.row(i)["state"] for i in ids} == {"retry-wait"}
+        with pytest.raises(Refused) as refused:
+            await h.submit("22245123459", "one too many")
+        assert (refused.value.status, refused.value.sip) == (Status.ESME_RMSGQFUL, 503)
+        assert "4 messages are already waiting for the peer of 'A'" in refused.value.reason
+        await h.pipeline._count_waiting()  # counted from the store: still full
+        with pytest.raises(Refused):
+            await h.submit("22245123459", "still too many")
+        h.sip.online.add(account_id(h, "1111"))
+        local = await h.submit(JOHN, "local")
+        b.bound = True  # the second connection comes up: the backlog drains over it
+        h.pipeline.sweep(datetime.now(UTC) + timedelta(hours=2))
+        await h.settle(5)
+        await h.quiet()
+        assert {h.row(i)["state"] for i in ids} == {"forwarded"}
+        assert {h.row(i)["route"] for i in ids} == {"smpp:B"}
+        assert h.row(local)["state"] == "delivered"
+        later = await h.submit("22245123459", "accepted again")  # no count needed
+        await h.settle()
+        await h.quiet()
+        assert h.row(later)["state"] == "forwarded"
+        await h.pipeline._count_waiting()
+        assert h.pipeline.waiting.waiting(["smpp:A", "smpp:B"]) == 0
+
+    run(ctl, scenario)
 
 
 def test_parked_message_expires_with_an_expired_receipt(ctl):

@@ -196,8 +196,30 @@ def test_response_timeout_fails_the_submit_and_frees_the_window() -> None:
     [timed_out] = esme.on_timer(T0 + timedelta(seconds=11))
     assert isinstance(timed_out, ResponseTimedOut) and timed_out.context == "m1"
     assert esme.can_submit()
+    [probe] = sent(esme)  # the link is suspect: probed at once
+    assert probe.command_id == C.ENQUIRE_LINK
     [late] = esme.receive_data(resp(pdu, message_id="9"), T0 + timedelta(seconds=12))
     assert isinstance(late, ProtocolError)  # counted, nothing else
+    assert esme.receive_data(resp(probe), T0 + timedelta(seconds=12)) == []
+    assert esme.state is State.BOUND_TRX  # a peer that lost one resp stays bound
+
+
+def test_a_peer_that_stops_answering_is_let_go_within_two_response_timeouts() -> None:
+    limits = Limits(
+        window=3, response_timeout=timedelta(seconds=10), enquire_link_interval=timedelta(hours=1)
+    )
+    esme = bound(limits=limits)
+    for i in range(3):
+        esme.submit(PARAMS, [], T0, context=f"m{i}")
+    sent(esme)
+    events = esme.on_timer(T0 + timedelta(seconds=10))
+    assert [type(e) for e in events] == [ResponseTimedOut] * 3
+    [probe] = sent(esme)
+    assert probe.command_id == C.ENQUIRE_LINK
+    esme.submit(PARAMS, [], T0 + timedelta(seconds=11), context="m3")  # still bound meanwhile
+    [closed] = [e for e in esme.on_timer(T0 + timedelta(seconds=20)) if isinstance(e, Closed)]
+    assert closed.reason == "enquire_link unanswered" and esme.state is State.CLOSED
+    assert esme.abandon_requests() == ["m3"]  # the client fails it over
 
 
 def test_idle_link_is_probed_and_closed_when_the_probe_is_unanswered() -> None:
