@@ -533,6 +533,7 @@ class Pipeline:
             if result.ok:
                 self._forwarded(p, route.connection, result.peer_message_ids)
                 return
+            log.info("message %d: connection %r: %s", p.id, route.name, result.reason)
             refusals.append((route.name, result))
         if not refusals:
             names = ", ".join(repr(n) for n in down)

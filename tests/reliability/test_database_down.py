@@ -116,3 +116,68 @@ def test_sqlite_store_on_a_disk_that_refuses_writes(make_env, sip_ua):
         subprocess.run(["chattr", "-i", *files(database)], check=True)
 
     sqlite_outage(make_env, sip_ua, freeze, thaw)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 32 MiB file system of its own (tmpfs), so the store can really fill it."""
+    import subprocess
+
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+def fill(disk) -> None:
+    """Take every free byte of ``disk`` (1 MiB writes, then 4 KiB ones, until ENOSPC)."""
+    import errno
+
+    with open(disk / "filler", "wb", buffering=0) as filler:
+        for size in (1 << 20, 4096, 512):
+            while True:
+                try:
+                    filler.write(b"\0" * size)
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC, exc
+                    break
+
+
+def test_sqlite_store_on_a_full_disk(make_env, sip_ua, small_disk):
+    """The store's file system fills up under traffic (SQLite: database or disk is full):
+    the gateway takes what still fits, then refuses; it resumes by itself once there is room,
+    and every message it acknowledged is delivered."""
+    gw = make_env(database=f"sqlite:///{small_disk / 'gateway.db'}").start()
+    app = john(sip_ua, gw)
+    assert app.wait_registered() == 200
+    wanted: set[str] = set()
+    with Carrier(gw.smpp_port) as tata:
+        before = [f"before {i}" for i in range(50)]
+        assert all(r.status == 0 for r in tata.submit_many(before))
+        wanted |= set(before)
+        fill(small_disk)
+        refusals = []
+        for i in range(5000):  # what still fits in the WAL is taken; then refused
+            text = f"disk full {i}"
+            status = tata.submit(text).status
+            if status == 0:
+                wanted.add(text)
+            else:
+                refusals.append(status)
+                if len(refusals) == 3:
+                    break
+        assert len(refusals) == 3 and set(refusals) <= REFUSALS, refusals
+        assert "database or disk is full" in gw.log()
+        (small_disk / "filler").unlink()  # room again
+        gw.wait_for_log("database available again", timeout=30)
+        after = [f"after {i}" for i in range(10)]
+        assert all(r.status == 0 for r in tata.submit_many(after))
+        wanted |= set(after)
+        got: set[str] = set()
+        while not wanted <= got:
+            got.add(app.next_message(timeout=60).body)
+    gw.stop()
+    states = {r["body_text"]: r["state"] for r in rows(gw)}
+    assert all(states[text] == "delivered" for text in wanted)
+    print(f"full disk: {len(wanted) - 60} taken after the disk filled, then refused {refusals}")

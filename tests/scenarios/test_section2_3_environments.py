@@ -27,17 +27,18 @@ def app(sip_ua, gw, username, password):
     return ua
 
 
-def env_pair(make_env, pg_url, env4_extra=None, **extra):
+def env_pair(make_env, pg_url, env4_extra=None, link_throughput=None, **extra):
     """env1 (SQLite: account 1111, carrier TATA, 222% -> env4) and env4 (PostgreSQL: account
     2222, 964% -> env1), each accepting SMPP from the other; ``extra`` goes to both configs,
-    ``env4_extra`` to env4's only."""
+    ``env4_extra`` to env4's only; ``link_throughput`` limits what env4 takes from env1."""
     env4 = make_env(
         "env4", database=pg_url, accounts=[("2222", "+" + JANE_DID, JANE_PW)], carrier=False,
         **extra, **(env4_extra or {}),
     )  # fmt: skip
+    limit = ("--throughput", str(link_throughput)) if link_throughput else ()
     env4.ctl.ok(
         "carrier", "add", "env1", "--system-id", "GW-ENV1", "--password", LINK_PW,
-        "--allow-ip", "127.0.0.1",
+        "--allow-ip", "127.0.0.1", *limit,
     )  # fmt: skip
     env4.start()
     env1 = make_env("env1", **extra)
