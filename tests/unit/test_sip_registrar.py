@@ -555,3 +555,53 @@ def test_errors_never_change_anything_and_count_is_consistent(steps) -> None:
             assert len(result.current) <= 2
         assert len(reg) == len(snapshot(reg))
         reg.expire(at(t))
+
+
+# -- random REGISTERs (fuzz, bounded) --------------------------------------------------------
+
+POOL = [f"<sip:1111@192.0.2.{i}:5060>" for i in range(1, 6)] + ["*", "<sips:1111@app.example>"]
+CONTACT = st.one_of(
+    st.sampled_from(POOL),
+    st.builds(
+        str.__add__,
+        st.sampled_from(POOL),
+        st.sampled_from([";expires=0", ";expires=30", ";expires=x", ";q=0.5", ";q=7", ";q", ""]),
+    ),
+    st.text(st.characters(blacklist_characters="\r\n\x00", max_codepoint=0x2FF), max_size=40),
+)
+REGISTERS = st.lists(
+    st.tuples(
+        st.sampled_from([1, 2]),  # the account
+        st.lists(CONTACT, max_size=4),
+        st.one_of(st.none(), st.sampled_from(["0", "30", "600", "99999999999", "-1", "x"])),
+        st.sampled_from(["c1", "c2"]),  # Call-ID
+        st.integers(0, 2**31 - 1),  # CSeq
+        st.integers(0, 4000),  # seconds since the previous one
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=REGISTERS)
+def test_random_registers_are_answered_and_never_touch_another_account(ops) -> None:
+    """Every REGISTER gets a status (never an exception); a refused one changes nothing; no
+    account ever holds more than ``max_contacts`` live bindings; one account's REGISTER
+    never changes another's bindings."""
+    reg = Bindings(max_contacts=3)
+    now = T0
+    for account, contacts, expires, call_id, cseq, step in ops:
+        now += timedelta(seconds=step)
+        try:
+            request = register(*contacts, expires=expires, call_id=call_id, cseq=cseq)
+        except (SipError, AssertionError):
+            continue  # not a parseable REGISTER: the parser's own fuzz covers it
+        before = {a: reg.held(a) for a in (1, 2)}
+        result = do(reg, request, now, account=account)
+        assert result.status == 200 or 400 <= result.status < 600, result
+        other = 2 if account == 1 else 1
+        assert reg.held(other) == before[other]
+        if result.status != 200:
+            assert reg.held(account) == before[account] and not result.changed
+        assert all(b.account == account for b in result.current)
+        assert len(reg.contacts(account, now)) <= reg.max_contacts

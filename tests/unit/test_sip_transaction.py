@@ -521,3 +521,88 @@ def test_known_branch_gives_the_same_key_as_parsing():
         ClientTransaction(req, False, T0, branch="z9hG4bKknown1").key
         == ClientTransaction(req, False, T0).key
     )
+
+
+# -- the table under random traffic (fuzz, bounded) -----------------------------------------
+
+TABLE_OPS = st.lists(
+    st.one_of(
+        # a request arrives: (branch index, method, reliable); the same branch = retransmission
+        st.tuples(
+            st.just("request"),
+            st.integers(0, 5),
+            st.sampled_from(["MESSAGE", "OPTIONS", "REGISTER", "ACK"]),
+            st.booleans(),
+        ),
+        # the TU answers one of the live server transactions
+        st.tuples(
+            st.just("respond"), st.integers(0, 7), st.sampled_from([100, 200, 403, 503]), st.just(0)
+        ),
+        # we send a request (client), and a response to it or to a stranger arrives
+        st.tuples(st.just("send"), st.integers(0, 5), st.booleans(), st.just(0)),
+        st.tuples(
+            st.just("answer"), st.integers(0, 5), st.sampled_from([100, 200, 486]), st.just(0)
+        ),
+        st.tuples(st.just("tick"), st.floats(min_value=0, max_value=10), st.just(0), st.just(0)),
+        st.tuples(st.just("error"), st.integers(0, 7), st.just(0), st.just(0)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=TABLE_OPS)
+def test_table_under_random_traffic_stays_bounded_and_empties(ops):
+    """Whatever arrives in whatever order: at most ``limit`` live transactions (the next one
+    refused with 503), only SIP errors escape, one final answer per server transaction on
+    the wire, and once everything is answered and the timers ran out the table is empty."""
+    limit = 4
+    table = TransactionTable(limit=limit)
+    now = T0
+    finals: dict[int, int] = {}  # final answers sent at respond() per server transaction
+    answered: list[ServerTransaction] = []  # kept alive, so their ids stay theirs
+    for kind, a, b, c in ops:
+        live = list(table._live.values())
+        if kind == "request":
+            req = request(b, branch=f"z9hG4bK-in-{a}")
+            if table.on_request(req, now) is None and b != "ACK":
+                tx = ServerTransaction(req, reliable=c, now=now)
+                try:
+                    table.add(tx)
+                except TableFull as full:
+                    assert full.status == 503
+        elif kind == "respond":
+            servers = [t for t in live if isinstance(t, ServerTransaction)]
+            if servers:
+                tx = servers[a % len(servers)]
+                try:
+                    actions = table.respond(tx, response(tx.request, b), now)
+                except NoTransition:
+                    continue  # answering a transaction that already has its final answer
+                if b >= 200:
+                    answered.append(tx)
+                    finals[id(tx)] = finals.get(id(tx), 0) + len(sends(actions))
+        elif kind == "send":
+            tx = ClientTransaction(request(branch=f"z9hG4bK-out-{a}"), reliable=b, now=now)
+            if table.get(tx.key) is None:
+                try:
+                    table.start(tx)
+                except TableFull as full:
+                    assert full.status == 503
+        elif kind == "answer":
+            table.on_response(response(request(branch=f"z9hG4bK-out-{a}"), b), now)
+        elif kind == "tick":
+            now += timedelta(seconds=a)
+            table.expire(now)
+        elif live:
+            table.on_transport_error(live[a % len(live)], now)
+        assert len(table) <= limit
+        assert len(table._heap) <= 2 * len(table) + 64
+    assert all(count <= 1 for count in finals.values())
+    for tx in list(table._live.values()):  # the TU answers whatever it has not answered yet
+        if isinstance(tx, ServerTransaction) and tx.state in (State.TRYING, State.PROCEEDING):
+            table.respond(tx, response(tx.request, 500), now)
+    while (deadline := table.next_deadline()) is not None:
+        table.expire(deadline)
+        assert deadline <= now + timedelta(seconds=64 * 0.5 + 10)
+    assert len(table) == 0
