@@ -217,6 +217,7 @@ async def run(config: Config, engine: Engine) -> None:
     finally:
         reload.cancel()
         purging.cancel()
+        pipeline.stop_sending()  # while the carriers unbind, nothing new goes out to apps
         await smpp.close()
         await pipeline.close()
         await connections.close()

@@ -201,6 +201,11 @@ class Pipeline:
         if rows:
             log.info("pipeline: %d destinations have parked messages", len(rows))
 
+    def stop_sending(self) -> None:
+        """Shutdown begins: no new attempt starts (what is queued stays in the store for the
+        next start); the attempts in flight finish, :meth:`close` waits for them."""
+        self._closing = True
+
     async def close(self, timeout: float = 10.0) -> None:
         """Stop sending; wait for the answers in flight; write what is pending."""
         self._closing = True

@@ -29,6 +29,7 @@ class Carrier:
         self.delivered: queue.Queue[Any] = queue.Queue()
         self._send_lock = threading.Lock()
         self._stop = threading.Event()
+        self.unbound = False  # the gateway unbound this bind (it is shutting down)
         plain_send = self.client.send_pdu
 
         def send_pdu(pdu: Any) -> Any:
@@ -36,6 +37,18 @@ class Carrier:
                 return plain_send(pdu)
 
         self.client.send_pdu = send_pdu  # type: ignore[method-assign]
+        plain_read = self.client.read_pdu
+
+        def read_pdu() -> Any:
+            pdu = plain_read()
+            if pdu.command == "unbind":  # the gateway ends the bind: answer (smpplib does not)
+                resp = smpplib.smpp.make_pdu("unbind_resp", client=self.client)
+                resp.sequence = pdu.sequence
+                send_pdu(resp)
+                self.unbound = True
+            return pdu
+
+        self.client.read_pdu = read_pdu  # type: ignore[method-assign]
         self.client.set_message_sent_handler(lambda pdu: self.resps.put(pdu))
         self.client.set_message_received_handler(lambda pdu: self.delivered.put(pdu))
         # an error resp goes on to message_sent_handler too: do not raise (smpplib's default)
@@ -50,7 +63,7 @@ class Carrier:
             try:
                 self.client.read_once()
             except Exception:  # the link went away (closed at the end of the test)
-                if not self._stop.is_set():
+                if not (self._stop.is_set() or self.unbound):
                     raise
                 return
 
