@@ -23,10 +23,11 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import retention
+from gateway import metrics, retention
 from gateway.config import Config, format_duration
 from gateway.connections import ConnectionManager
 from gateway.errors import GatewayError
+from gateway.management import ManagementServer
 from gateway.pipeline import Pipeline
 from gateway.routes import RoutingCache
 from gateway.secrets import SecretBox
@@ -34,6 +35,7 @@ from gateway.sip.accounts import AccountDirectory
 from gateway.sip.server import SipServer
 from gateway.smpp.carriers import CarrierDirectory
 from gateway.smpp.server import SmppServer
+from gateway.status import Node
 from gateway.store.engine import display_url, make_engine, require_current
 from gateway.store.writer import BatchWriter
 from plugins import PluginHost
@@ -196,6 +198,11 @@ async def run(config: Config, engine: Engine) -> None:
     pipeline.sip, pipeline.outbox, pipeline.connections = sip, smpp.outbox, connections
     smpp.pipeline = sip.pipeline = pipeline
     sip.on_registered = pipeline.registered
+    node = Node(config, engine, datetime.now(UTC), writer, smpp, sip, pipeline, connections)
+    unregister = metrics.register(node.collector())
+    management = ManagementServer(
+        config.management.host, config.management.port, node.status, node.readiness
+    )
     reload = loop.create_task(_reload_forever(smpp, accounts, routes, connections, RELOAD_SECONDS))
     purging = loop.create_task(_purge_forever(config, engine))
     try:
@@ -211,13 +218,15 @@ async def run(config: Config, engine: Engine) -> None:
             table.policy_count,
             len(connections),
         )
-        log.warning("the management listener is not served yet in this release")
+        await management.start()
         received = await _wait_for_signal()
         log.info("%s received, shutting down", received)
     finally:
         reload.cancel()
         purging.cancel()
         pipeline.stop_sending()  # while the carriers unbind, nothing new goes out to apps
+        await management.close()
+        unregister()
         await smpp.close()
         await pipeline.close()
         await connections.close()

@@ -40,3 +40,9 @@ class WaitingCounts:
 
     def full(self, keys: Iterable[str]) -> bool:
         return self.waiting(keys) >= self.limit
+
+    def snapshot(self) -> dict[str, int]:
+        """Every key with messages waiting, and how many (for /status and /metrics)."""
+        keys = set(self._counted) | set(self._since)
+        found = {k: self.waiting([k]) for k in sorted(keys)}
+        return {k: n for k, n in found.items() if n}

@@ -61,6 +61,10 @@ class ConnectionManager:
     def client(self, connection_id: int) -> SmppClient | None:
         return self._clients.get(connection_id)
 
+    def clients(self) -> dict[int, SmppClient]:
+        """The running clients by connection id (a copy)."""
+        return dict(self._clients)
+
     def __len__(self) -> int:
         return len(self._clients)
 

@@ -51,6 +51,7 @@ from gateway.backlog import WaitingCounts
 from gateway.config import Config
 from gateway.lanes import LaneRules
 from gateway.lifecycle import MessageEvent, MessageState, advance
+from gateway.metrics import DELIVERY_LATENCY, FORWARDED, MESSAGES_ENDED, SMPP_THROTTLED
 from gateway.pipeline_store import (
     ExpireForwardedOp,
     PeerReceiptOp,
@@ -200,6 +201,11 @@ class Pipeline:
         self._spawn(self._sweep_forever())
         if rows:
             log.info("pipeline: %d destinations have parked messages", len(rows))
+
+    @property
+    def store_backlog(self) -> bool:
+        """More messages are due in the store than memory holds (read back as it drains)."""
+        return self._store_backlog
 
     def stop_sending(self) -> None:
         """Shutdown begins: no new attempt starts (what is queued stays in the store for the
@@ -539,6 +545,8 @@ class Pipeline:
                 self._forwarded(p, route.connection, result.peer_message_ids)
                 return
             log.info("message %d: connection %r: %s", p.id, route.name, result.reason)
+            if result.status == Status.ESME_RTHROTTLED:
+                SMPP_THROTTLED.labels("out", route.name).inc()
             refusals.append((route.name, result))
         if not refusals:
             names = ", ".join(repr(n) for n in down)
@@ -554,6 +562,9 @@ class Pipeline:
         self._left_waiting(p)
         self.stats["forwarded"] += 1
         now = utcnow()
+        if p.route is not None:
+            FORWARDED.labels(p.route.removeprefix("smpp:")).inc()
+        DELIVERY_LATENCY.labels("smpp").observe(max((now - p.accepted_at).total_seconds(), 0.0))
         self.stage(
             lambda batch: stage_forwarded(batch, p, connection, peer_ids, now),
             lambda error: self._line_done(p.destination),  # the next one once this is stored
@@ -853,6 +864,11 @@ class Pipeline:
                 self.outbox.queued(item)
 
     def _outcome(self, p: Pending, state: str, reason: str | None, error: int | None) -> None:
+        """A final state is committed (here, by a peer's receipt, or expired unanswered)."""
+        MESSAGES_ENDED.labels(state).inc()
+        if state == "delivered" and p.route is not None and p.route.startswith("sip:"):
+            latency = (utcnow() - p.accepted_at).total_seconds()
+            DELIVERY_LATENCY.labels("sip").observe(max(latency, 0.0))
         if self.plugins.has("on_outcome"):
             self.plugins.notify(self._event("outcome", p, state, reason, error))
 

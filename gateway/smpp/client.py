@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from gateway.secrets import SecretBox
-from gateway.smpp.codec import Pdu, SmppError
+from gateway.smpp.codec import Pdu, SmppError, status_name
 from gateway.smpp.constants import Status
 from gateway.smpp.esme import (
     BOUND,
@@ -130,10 +130,6 @@ class SubmitResult:
 
 def _failed(status: int, reason: str, temporary: bool, ids: tuple[str, ...] = ()) -> SubmitResult:
     return SubmitResult(False, status, ids, reason, temporary)
-
-
-def _status_name(status: int) -> str:
-    return getattr(status, "name", f"0x{status:08x}")
 
 
 OnReceipt = Callable[[str, Receipt, Pdu], Awaitable[int] | None]
@@ -523,9 +519,7 @@ class _Link(asyncio.Protocol):
             else:
                 resp = event.response
                 status = resp.status
-                reason = (
-                    "" if status == Status.ESME_ROK else f"peer answered {_status_name(status)}"
-                )
+                reason = "" if status == Status.ESME_ROK else f"peer answered {status_name(status)}"
                 peer_id = str(resp.params.get("message_id", ""))
                 result = _Answer(status, peer_id, reason, status in TEMPORARY)
             answer.set_result(result)

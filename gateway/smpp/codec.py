@@ -59,7 +59,7 @@ _STATUSES: dict[int, IntEnum] = {int(s): s for s in (*Status, *VendorStatus)}
 _TLV_LENGTHS = TLV_LENGTHS
 
 
-def _status_name(status: int) -> str:
+def status_name(status: int) -> str:
     known = _STATUSES.get(status)
     return known.name if known is not None else f"0x{status:08x}"
 
@@ -70,7 +70,7 @@ class SmppError(GatewayError):
     def __init__(self, status: int, reason: str = "") -> None:
         self.status = _STATUSES.get(status, status)
         self.reason = reason
-        super().__init__(f"{_status_name(status)}: {reason}" if reason else _status_name(status))
+        super().__init__(f"{status_name(status)}: {reason}" if reason else status_name(status))
 
 
 class FrameError(SmppError):
@@ -164,7 +164,7 @@ class Pdu:
         if "password" in params:
             params = {**params, "password": "***"}
         return (
-            f"Pdu({self.name}, sequence={self.sequence}, status={_status_name(self.status)}, "
+            f"Pdu({self.name}, sequence={self.sequence}, status={status_name(self.status)}, "
             f"params={params!r}, tlvs={self.tlvs!r})"
         )
 

@@ -18,10 +18,11 @@ from sqlalchemy import Engine, select
 
 from gateway.admission import Refused
 from gateway.config import Config
+from gateway.metrics import SMPP_RESPONSES, SMPP_THROTTLED
 from gateway.queue import Pending
 from gateway.smpp.accept import Rules, read_submission
 from gateway.smpp.carriers import Carrier, CarrierDirectory, bind_status
-from gateway.smpp.codec import Pdu, SmppError
+from gateway.smpp.codec import Pdu, SmppError, status_name
 from gateway.smpp.constants import CommandId, Status
 from gateway.smpp.guard import AuthGuard, BindCounter, TokenBucket
 from gateway.smpp.hops import parse_path, read_path
@@ -57,6 +58,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.smpp")
 
 LOGGED_ERRORS = 10  # protocol errors logged per connection; the rest are counted
+COUNTED = frozenset(
+    {CommandId.SUBMIT_SM, CommandId.DATA_SM, CommandId.QUERY_SM, CommandId.CANCEL_SM}
+)  # requests whose answers /metrics counts by status
 MAX_WRITER_BACKLOG = 50_000  # beyond this, submissions are answered ESME_RMSGQFUL
 CREDENTIAL_FAILURES = (Status.ESME_RINVSYSID, Status.ESME_RINVPASWD, Status.ESME_RBINDFAIL)
 
@@ -317,6 +321,8 @@ class SmppConnection(asyncio.Protocol):
         self.bound = False
         self.receiver = False  # bound rx or trx: takes deliver_sm
         self.address = "?"
+        self.bind_type: str | None = None  # tx | rx | trx once bound
+        self.bound_at: datetime | None = None
         self.session: Session
         self.transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -433,6 +439,7 @@ class SmppConnection(asyncio.Protocol):
         if status == Status.ESME_ROK:
             server.guard.succeeded(self.address, loop.time())
             self.session.accept_bind(pdu, our_id, utcnow())
+            self.bind_type, self.bound_at = bind_type, utcnow()
             log.info(
                 "carrier %s bound %s from %s%s",
                 reason.removeprefix("carrier "),
@@ -511,6 +518,7 @@ class SmppConnection(asyncio.Protocol):
             return
         bucket = server.bucket(carrier)
         if bucket is not None and not bucket.take(sub.segments, asyncio.get_running_loop().time()):
+            SMPP_THROTTLED.labels("in", carrier.name).inc()
             self.respond(pdu, Status.ESME_RTHROTTLED)
             return
         if sub.concat is not None and not server.reassembler.has_room_for(
@@ -559,6 +567,8 @@ class SmppConnection(asyncio.Protocol):
     def respond(self, pdu: Pdu, status: int = Status.ESME_ROK, **params: Any) -> None:
         if self.session.state is State.CLOSED:
             return
+        if self.carrier is not None and pdu.command_id in COUNTED:
+            SMPP_RESPONSES.labels(self.carrier.name, pdu.name, status_name(status)).inc()
         self._handle(self.session.respond(pdu, status, **params), utcnow())
         if self._draining and self.session.unanswered == 0:
             self.session.unbind(utcnow())

@@ -34,6 +34,7 @@ from sqlalchemy import Dialect, Engine, Table
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from gateway.metrics import COMMIT_LATENCY, COMMIT_OPERATIONS
 from gateway.store.fastinsert import FastInsert, FastUpdate
 from gateway.store.ids import IdAllocator
 
@@ -185,6 +186,12 @@ class BatchWriter:
     def pending(self) -> int:
         return len(self._queue)
 
+    @property
+    def down(self) -> str | None:
+        """Why the database is unavailable now, or None while it takes writes."""
+        down = self._down
+        return None if down is None else str(down).splitlines()[0][:200]
+
     def submit(self, op: Op) -> None:
         """Queue ``op``; its ``finish`` runs on the loop once it is committed (or failed)."""
         with self._wake:
@@ -251,8 +258,11 @@ class BatchWriter:
                 results.append((op, exc))
         try:
             self._ids.ensure(ID_HEADROOM)
+            started = time.perf_counter()
             with self._engine.begin() as conn:
                 batch.write(conn)
+            COMMIT_LATENCY.observe(time.perf_counter() - started)
+            COMMIT_OPERATIONS.inc(len(staged))
             self.commits += 1
             self.written += len(staged)
             results.extend((op, None) for op in staged)

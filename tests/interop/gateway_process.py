@@ -30,6 +30,7 @@ class GatewayProcess:
     smpp_port: int = 0
     smpp_tls_port: int = 0
     sip_ports: dict[str, int] = field(default_factory=dict)  # transport -> port
+    management_port: int = 0
     _ready: threading.Event = field(default_factory=threading.Event)
     _seen: threading.Condition = field(default_factory=threading.Condition)
 
@@ -70,7 +71,7 @@ class GatewayProcess:
         self._ready = threading.Event()
         with self._seen:
             self.lines = []
-        self.smpp_port = self.smpp_tls_port = 0
+        self.smpp_port = self.smpp_tls_port = self.management_port = 0
         self.sip_ports = {}
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
@@ -102,6 +103,9 @@ class GatewayProcess:
             match = re.search(r"sip (udp|tcp|tls) listening on [\d.]+:(\d+)", line)
             if match:
                 self.sip_ports[match.group(1)] = int(match.group(2))
+            match = re.search(r"management listening on [\d.]+:(\d+)", line)
+            if match:
+                self.management_port = int(match.group(1))
             with self._seen:
                 self.lines.append(line)
                 self._seen.notify_all()

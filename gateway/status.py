@@ -1,0 +1,212 @@
+# What a running node is doing now, as one JSON-able dict (/status) and as metric readings.
+"""Read from the live components (no query): carrier binds, outbound connections and their
+states, SIP registrations, the delivery queue by lane, what waits for peers, the store's
+health, and the running totals a ``gatewayctl status`` view turns into rates.
+
+``readiness`` is the /readyz check: the store answers a trivial query within two seconds
+and the writer is not in an outage, and every configured listener is bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+import gateway
+from gateway.config import Config
+from gateway.metrics import MESSAGES_ENDED, SMPP_RESPONSES, NodeCollector
+from gateway.queue import LANES
+
+STORE_CHECK_TIMEOUT = 2.0
+Readings = list[tuple[tuple[str, ...], float]]
+
+
+@dataclass
+class Node:
+    """The components of one running node (gateway/app.py builds it)."""
+
+    config: Config
+    engine: Engine
+    started_at: datetime
+    writer: Any
+    smpp: Any
+    sip: Any
+    pipeline: Any
+    connections: Any
+
+    # -- /status ----------------------------------------------------------------------------
+    def status(self, now: datetime | None = None) -> dict[str, Any]:
+        now = now or datetime.now(UTC)
+        return {
+            "env": self.config.env,
+            "version": gateway.__version__,
+            "now": _iso(now),
+            "started_at": _iso(self.started_at),
+            "uptime_seconds": round((now - self.started_at).total_seconds(), 1),
+            "store": self._store(),
+            "listeners": self._listeners(),
+            "binds": self._binds(now),
+            "connections": self._connections(),
+            "registrations": self._registrations(now),
+            "queue": self._queue(),
+            "totals": self._totals(),
+        }
+
+    def _store(self) -> dict[str, Any]:
+        down = self.writer.down
+        return {"available": down is None, "problem": down, "pending_writes": self.writer.pending}
+
+    def _listeners(self) -> dict[str, list[str]]:
+        smpp = [f"{h}:{p}" + (" tls" if tls else "") for h, p, tls in self.smpp.addresses]
+        sip = [f"{b.transport} {b.host}:{b.port}" for b in self.sip.transports.bound]
+        return {"smpp": smpp, "sip": sip}
+
+    def _binds(self, now: datetime) -> list[dict[str, Any]]:
+        found = []
+        for conn in sorted(self.smpp.connections, key=lambda c: (c.address, id(c))):
+            if not conn.bound or conn.carrier is None:
+                continue
+            found.append(
+                {
+                    "carrier": conn.carrier.name,
+                    "system_id": conn.carrier.system_id,
+                    "bind_type": conn.bind_type,
+                    "address": conn.address,
+                    "tls": conn.tls,
+                    "since": _iso(conn.bound_at) if conn.bound_at else None,
+                    "unanswered": conn.session.outstanding,
+                }
+            )
+        return found
+
+    def _connections(self) -> list[dict[str, Any]]:
+        found = []
+        for cid, client in sorted(self.connections.clients().items()):
+            s = client.settings
+            found.append(
+                {
+                    "id": cid,
+                    "name": s.name,
+                    "peer": f"{s.host}:{s.port}" + (" tls" if s.tls else ""),
+                    "bind_type": s.bind_type,
+                    "state": client.state,
+                    "retry_in": client.retry_delay if client.state != "bound" else None,
+                    "waiting_for_window": client.queued,
+                }
+            )
+        return found
+
+    def _registrations(self, now: datetime) -> dict[str, int]:
+        bindings = self.sip.bindings
+        live = [len(bindings.contacts(a, now)) for a in bindings.accounts_with_bindings()]
+        return {"accounts": sum(1 for n in live if n), "contacts": sum(live)}
+
+    def _queue(self) -> dict[str, Any]:
+        p = self.pipeline
+        return {
+            "lanes": {lane: p.queue.depth(lane) for lane in LANES},
+            "in_flight": len(p.in_flight),
+            "more_in_store": bool(p.store_backlog),
+            "waiting_for_peers": p.waiting.snapshot(),
+        }
+
+    def _totals(self) -> dict[str, int]:
+        p = self.pipeline
+        totals = {name: int(p.stats[name]) for name in ("forwarded", "retries", "parked")}
+        for state in ("delivered", "failed", "expired", "rejected"):
+            totals[state] = int(MESSAGES_ENDED.labels(state)._value.get())
+        accepted = refused = 0
+        for metric in SMPP_RESPONSES.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total") and sample.labels["command"] in (
+                    "submit_sm",
+                    "data_sm",
+                ):
+                    if sample.labels["status"] == "ESME_ROK":
+                        accepted += int(sample.value)
+                    else:
+                        refused += int(sample.value)
+        totals["smpp_accepted"], totals["smpp_refused"] = accepted, refused
+        return totals
+
+    # -- /readyz ----------------------------------------------------------------------------
+    async def readiness(self) -> list[str]:
+        problems: list[str] = []
+        if self.writer.down is not None:
+            problems.append(f"store: unavailable ({self.writer.down})")
+        else:
+            loop = asyncio.get_running_loop()
+            try:
+                await asyncio.wait_for(loop.run_in_executor(None, self._ping), STORE_CHECK_TIMEOUT)
+            except TimeoutError:
+                problems.append(f"store: no answer within {STORE_CHECK_TIMEOUT:g}s")
+            except SQLAlchemyError as exc:
+                problems.append(f"store: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        if len(self.smpp.addresses) < len(self.config.smpp.listen):
+            problems.append("smpp: not every listener is up")
+        if len(self.sip.transports.bound) < len(self.config.sip.listen):
+            problems.append("sip: not every listener is up")
+        return problems
+
+    def _ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    # -- gauges for /metrics ----------------------------------------------------------------
+    def collector(self) -> NodeCollector:
+        def binds() -> Readings:
+            count: dict[str, int] = {}
+            for bind in self._binds(datetime.now(UTC)):
+                count[bind["carrier"]] = count.get(bind["carrier"], 0) + 1
+            return [((name,), n) for name, n in sorted(count.items())]
+
+        def queue() -> Readings:
+            return [((lane,), n) for lane, n in self._queue()["lanes"].items()]
+
+        def registrations() -> Readings:
+            r = self._registrations(datetime.now(UTC))
+            return [(("accounts",), r["accounts"]), (("contacts",), r["contacts"])]
+
+        def connections() -> Readings:
+            return [((c["name"], c["state"]), 1) for c in self._connections()]
+
+        def waiting() -> Readings:
+            return [((route,), n) for route, n in self.pipeline.waiting.snapshot().items()]
+
+        def store() -> Readings:
+            return [((), 1 if self.writer.down is None else 0)]
+
+        return NodeCollector(
+            {
+                "gateway_smpp_binds": ("Carrier binds now, by carrier.", ("carrier",), binds),
+                "gateway_queue_depth": (
+                    "Messages queued in memory to be sent, by lane.", ("lane",), queue,
+                ),
+                "gateway_in_flight": (
+                    "Messages being sent now.", (), lambda: [((), len(self.pipeline.in_flight))]
+                ),
+                "gateway_sip_registrations": (
+                    "Registered accounts and live contacts.", ("kind",), registrations,
+                ),
+                "gateway_connection_state": (
+                    "Outbound connections by state (1 per connection).",
+                    ("connection", "state"), connections,
+                ),
+                "gateway_waiting_for_peers": (
+                    "Messages waiting to be taken by a route's peer, by route.", ("route",),
+                    waiting,
+                ),
+                "gateway_store_available": (
+                    "1 while the store takes writes, 0 during an outage.", (), store,
+                ),
+            }
+        )  # fmt: skip
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,102 @@
+# Operating a running gateway: the management listener's /metrics, /healthz, /readyz and
+# /status during a scenario run (issue 8), and /readyz when the store goes away.
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.reliability.test_database_down import private_pg  # noqa: F401 - fixture
+from tests.scenarios.carrier import Carrier
+from tests.scenarios.test_section1_carriers_to_apps import john
+
+
+def get(gw, path: str) -> tuple[int, str, str]:
+    """(status, content type, body) of a GET on the gateway's management listener."""
+    url = f"http://127.0.0.1:{gw.management_port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read().decode()
+
+
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    """(sample name, labels) -> value of a Prometheus text exposition."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(found: dict, name: str, **labels: str) -> float:
+    return found[(name, frozenset(labels.items()))]
+
+
+def test_metrics_health_and_status_during_a_scenario_run(make_env, sip_ua):
+    gw = make_env().start()
+    assert gw.management_port
+    app = john(sip_ua, gw)
+    assert app.wait_registered() == 200
+    assert get(gw, "/healthz")[0] == 200
+    status, kind, body = get(gw, "/readyz")
+    assert (status, json.loads(body)) == (200, {"status": "ready"}) and "json" in kind
+    with Carrier(gw.smpp_port) as tata:
+        resps = tata.submit_many([f"metrics {i}" for i in range(5)])
+        assert all(r.status == 0 for r in resps)
+        assert {app.next_message(timeout=30).body for _ in range(5)} == {
+            f"metrics {i}" for i in range(5)
+        }
+        for _ in range(5):
+            tata.next_delivered(timeout=30)  # every receipt is out: outcomes are committed
+        assert tata.submit("x", destination_addr="999").status != 0  # one refused (no route)
+        status, _, body = get(gw, "/status")
+        assert status == 200
+        now = json.loads(body)
+        [bind] = now["binds"]
+        assert (bind["carrier"], bind["system_id"], bind["bind_type"]) == ("TATA", "TATA", "trx")
+        assert now["registrations"] == {"accounts": 1, "contacts": 1}
+        assert now["store"]["available"] is True
+        assert now["totals"]["delivered"] == 5 and now["totals"]["smpp_accepted"] == 5
+        assert now["totals"]["smpp_refused"] == 1
+        assert now["queue"]["lanes"] == {"priority": 0, "bulk": 0}
+        assert now["listeners"]["smpp"] == [f"127.0.0.1:{gw.smpp_port}"]
+        assert now["env"] == "env1" and now["uptime_seconds"] >= 0
+        status, kind, body = get(gw, "/metrics")
+    assert status == 200 and kind.startswith("text/plain")
+    found = samples(body)
+    ok = {"carrier": "TATA", "command": "submit_sm"}
+    assert value(found, "gateway_smpp_responses_total", **ok, status="ESME_ROK") == 5
+    assert value(found, "gateway_smpp_responses_total", **ok, status="ESME_RINVDSTADR") == 1
+    assert value(found, "gateway_messages_ended_total", state="delivered") == 5
+    assert value(found, "gateway_delivery_latency_seconds_count", route="sip") == 5
+    assert value(found, "gateway_smpp_binds", carrier="TATA") == 1
+    assert value(found, "gateway_sip_registrations", kind="contacts") == 1
+    received = {"direction": "received", "method": "MESSAGE", "class": "2xx"}
+    assert value(found, "gateway_sip_responses_total", **received) == 5
+    sent = {"direction": "sent", "method": "REGISTER", "class": "2xx"}
+    assert value(found, "gateway_sip_responses_total", **sent) >= 1
+    assert value(found, "gateway_store_commit_seconds_count") > 0
+    assert value(found, "gateway_store_available") == 1
+    assert value(found, "gateway_queue_depth", lane="bulk") == 0
+    assert value(found, "process_open_fds") > 0
+    assert not any(name.endswith("_created") for name, _ in found)
+    assert get(gw, "/nothing-here")[0] == 404
+    gw.stop()
+
+
+def test_readyz_says_not_ready_while_the_store_is_down(make_env, private_pg):  # noqa: F811
+    gw = make_env(database=private_pg.url).start()
+    assert get(gw, "/readyz")[0] == 200
+    private_pg.stop("immediate")
+    status, _, body = get(gw, "/readyz")
+    assert status == 503
+    answer = json.loads(body)
+    assert answer["status"] == "not ready" and answer["problems"][0].startswith("store:")
+    assert get(gw, "/healthz")[0] == 200  # alive all the same: no reason to restart it
+    private_pg.start()
+    assert get(gw, "/readyz")[0] == 200  # the pool reconnects: ready again by itself
+    gw.stop()
