@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from billing import commands as billing_commands
-from gateway import __version__, admin, render
+from gateway import __version__, admin, render, status_view
 from gateway.config import Config, load_config
 from gateway.errors import GatewayError
 from gateway.provisioning import apply as declarative
@@ -792,6 +792,9 @@ def audit_list(
         if not rows:
             click.echo("(none)")
 
+
+# -- operations: status of a running node, message traces -----------------------------------
+main.add_command(status_view.status_cmd)
 
 # -- SIP registrations ---------------------------------------------------------------------
 REGISTRATION_COLUMNS = (

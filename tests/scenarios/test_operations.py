@@ -36,6 +36,12 @@ def value(found: dict, name: str, **labels: str) -> float:
     return found[(name, frozenset(labels.items()))]
 
 
+def cell(table: str, label: str) -> str:
+    """The second cell of the row of a rich table that starts with ``label``."""
+    [row] = [line for line in table.splitlines() if line.startswith(f"│ {label} ")]
+    return row.split("│")[2].strip()
+
+
 def test_metrics_health_and_status_during_a_scenario_run(make_env, sip_ua):
     gw = make_env().start()
     assert gw.management_port
@@ -65,6 +71,13 @@ def test_metrics_health_and_status_during_a_scenario_run(make_env, sip_ua):
         assert now["queue"]["lanes"] == {"priority": 0, "bulk": 0}
         assert now["listeners"]["smpp"] == [f"127.0.0.1:{gw.smpp_port}"]
         assert now["env"] == "env1" and now["uptime_seconds"] >= 0
+        url = f"http://127.0.0.1:{gw.management_port}"
+        shown = gw.ctl.ok("status", "--url", url, "--once", "--interval", "0.2").output
+        assert "TATA" in shown and "trx" in shown and "store available" in shown
+        assert cell(shown, "live contacts") == "1"
+        assert cell(shown, "delivered") == "5"  # since start (its rate: 0.0 by now)
+        as_json = json.loads(gw.ctl.ok("status", "--url", url, "--json").output)
+        assert as_json["binds"][0]["carrier"] == "TATA"
         status, kind, body = get(gw, "/metrics")
     assert status == 200 and kind.startswith("text/plain")
     found = samples(body)
@@ -86,6 +99,8 @@ def test_metrics_health_and_status_during_a_scenario_run(make_env, sip_ua):
     assert not any(name.endswith("_created") for name, _ in found)
     assert get(gw, "/nothing-here")[0] == 404
     gw.stop()
+    refused = gw.ctl("status", "--url", url, "--once")
+    assert refused.exit_code == 1 and "management listener at" in refused.output
 
 
 def test_readyz_says_not_ready_while_the_store_is_down(make_env, private_pg):  # noqa: F811
