@@ -78,7 +78,7 @@ def provision(
                 },
                 "management": {"host": "127.0.0.1", "port": 0},
                 "delivery": {"max_in_flight": 2000},
-                "log": {"level": "INFO"},
+                "log": {"level": "INFO", "format": "text"},
             }
         ),
         encoding="utf-8",

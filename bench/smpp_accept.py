@@ -56,7 +56,7 @@ def start_gateway(folder: Path, database: str) -> tuple[subprocess.Popen[str], i
                     "listen": [{"transport": "udp", "host": "127.0.0.1", "port": 0}],
                 },
                 "management": {"host": "127.0.0.1", "port": 0},
-                "log": {"level": "INFO"},
+                "log": {"level": "INFO", "format": "text"},
             }
         ),
         encoding="utf-8",

@@ -15,7 +15,6 @@ import gc
 import logging
 import signal
 import ssl
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import metrics, retention
+from gateway import logs, metrics, retention
 from gateway.config import Config, format_duration
 from gateway.connections import ConnectionManager
 from gateway.errors import GatewayError
@@ -43,16 +42,6 @@ from plugins import PluginHost
 log = logging.getLogger("gateway")
 
 RELOAD_SECONDS = 2.0  # how soon provisioning changes reach a running node
-
-
-def configure_logging(level: str) -> None:
-    """Human-readable lines on stderr (structured JSON logs arrive with issue 8)."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
 
 
 def _tls_problem(where: str, cert: str, key: str) -> str | None:
@@ -265,7 +254,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def serve(config: Config) -> None:
     """Run the node in the foreground until SIGINT or SIGTERM."""
-    configure_logging(config.log.level)
+    logs.configure(config.log, config.env)
     log.info("starting gateway from %s", config.source)
     engine = make_engine(config.database)
     try:

@@ -728,12 +728,45 @@ class PluginConfig(_Checked):
     )
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_COMPONENT = re.compile(r"(gateway|plugins|billing|routing)(\.[a-z_]+)*")
+
+
+def _log_levels(value: Mapping[str, Any] | None) -> Mapping[str, str] | None:
+    if value is None:
+        return None
+    levels: dict[str, str] = {}
+    for component, level in value.items():
+        if not isinstance(component, str) or _COMPONENT.fullmatch(component) is None:
+            raise _Invalid(
+                str(component),
+                "must be a component such as gateway.smpp, gateway.sip, gateway.pipeline,"
+                " gateway.connections, gateway.management, plugins or billing",
+            )
+        if not isinstance(level, str) or level.upper() not in LOG_LEVELS:
+            raise _Invalid(component, f"must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+        levels[component] = level.upper()
+    return levels
+
+
 @dataclasses.dataclass(frozen=True)
 class LogConfig(_Checked):
-    """Logging."""
+    """Logging (to stderr)."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting(
         "Least severe level written: DEBUG, INFO, WARNING or ERROR (any case).", "INFO"
+    )
+    format: Literal["auto", "json", "text"] = setting(
+        "json: one JSON object per line (time, level, logger, env, msg, message_id when the"
+        " line concerns a message); text: readable lines; auto: text on a terminal, json"
+        " otherwise (systemd, containers, pipes).",
+        "auto",
+    )
+    levels: Mapping[str, str] | None = setting(
+        "Levels per component, overriding level: a mapping such as {gateway.smpp: DEBUG,"
+        " gateway.sip: WARNING} (a component covers its sub-components).",
+        None,
+        check=_log_levels,
     )
 
 

@@ -51,6 +51,7 @@ from gateway.backlog import WaitingCounts
 from gateway.config import Config
 from gateway.lanes import LaneRules
 from gateway.lifecycle import MessageEvent, MessageState, advance
+from gateway.logs import about
 from gateway.metrics import DELIVERY_LATENCY, FORWARDED, MESSAGES_ENDED, SMPP_THROTTLED
 from gateway.pipeline_store import (
     ExpireForwardedOp,
@@ -372,6 +373,12 @@ class Pipeline:
         p = pending_from_row(row, concatenated=concatenated or None)
         self.stats["accepted"] += 1
         state = row["state"]
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "message %d: accepted from %s %s for %s, %s, route %s, lane %s", p.id, p.origin,
+                row.get("carrier_id") or row.get("account_id") or row.get("connection_id"),
+                p.destination, state, p.route, p.lane, extra=about(p.id),
+            )  # fmt: skip
         if state in ("delivered", "failed", "expired", "rejected", "deleted"):
             self._final(p, state, row["reason"], None)  # e.g. parts that never all arrived
             return
@@ -478,6 +485,8 @@ class Pipeline:
     def _send(self, p: Pending) -> None:
         p.attempts += 1
         self.in_flight[p.id] = p
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("message %d: attempt %d via %s", p.id, p.attempts, p.route, extra=about(p.id))
         self.stage(lambda batch: stage_step(batch, p, "sending"))
 
     async def _deliver_sip(self, p: Pending, account: SipAccount) -> None:
@@ -490,7 +499,7 @@ class Pipeline:
                 text=p.text,
             )
         except Exception as exc:
-            log.exception("message %d: SIP delivery failed", p.id)
+            log.exception("message %d: SIP delivery failed", p.id, extra=about(p.id))
             self._attempt_failed(p, True, f"SIP delivery failed: {exc}", None)
             return
         if outcome.kind == "delivered":
@@ -544,7 +553,9 @@ class Pipeline:
             if result.ok:
                 self._forwarded(p, route.connection, result.peer_message_ids)
                 return
-            log.info("message %d: connection %r: %s", p.id, route.name, result.reason)
+            log.info(
+                "message %d: connection %r: %s", p.id, route.name, result.reason, extra=about(p.id)
+            )
             if result.status == Status.ESME_RTHROTTLED:
                 SMPP_THROTTLED.labels("out", route.name).inc()
             refusals.append((route.name, result))
@@ -564,6 +575,11 @@ class Pipeline:
         now = utcnow()
         if p.route is not None:
             FORWARDED.labels(p.route.removeprefix("smpp:")).inc()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "message %d: forwarded via %s, peer ids %s", p.id, p.route, ",".join(peer_ids),
+                extra=about(p.id),
+            )  # fmt: skip
         DELIVERY_LATENCY.labels("smpp").observe(max((now - p.accepted_at).total_seconds(), 0.0))
         self.stage(
             lambda batch: stage_forwarded(batch, p, connection, peer_ids, now),
@@ -598,6 +614,11 @@ class Pipeline:
             return
         assert step.next_attempt_at is not None
         self.stats["retries"] += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "message %d: retry at %s (%s)", p.id, step.next_attempt_at.isoformat(), reason,
+                extra=about(p.id),
+            )  # fmt: skip
         others = self.queue.hold(p.destination, step.next_attempt_at)
         self.stage(
             lambda batch: stage_step(
@@ -774,6 +795,7 @@ class Pipeline:
                 op.state,
                 connection_id,
                 peer_id,
+                extra=about(op.settled.id),
             )
             self._committed_items(op.items)
             self._outcome(op.settled, op.state, None, None)
@@ -836,6 +858,8 @@ class Pipeline:
         items: list[Item] = []
         self.stats[state] += 1
         self._left_waiting(p)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("message %d: %s (%s)", p.id, state, reason or "-", extra=about(p.id))
 
         def stage(batch: Batch) -> None:
             items.clear()  # staged again when a batch is retried op by op

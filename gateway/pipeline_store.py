@@ -22,6 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
 
 from billing import cdr
+from gateway.logs import about
 from gateway.queue import Pending
 from gateway.smpp.codec import Pdu
 from gateway.smpp.dlr import STAT_OF_STATE, receipt_pdu, wants_receipt
@@ -148,7 +149,7 @@ def stage_final(
         return
     style = id_style(carrier)
     if style is None:
-        log.info("message %d: carrier %d is gone; no receipt", p.id, carrier)
+        log.info("message %d: carrier %d is gone; no receipt", p.id, carrier, extra=about(p.id))
         return
 
     def pdu(message_id: int) -> Pdu:

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, select
 
 from gateway.admission import Refused
 from gateway.config import Config
+from gateway.logs import about
 from gateway.metrics import SMPP_RESPONSES, SMPP_THROTTLED
 from gateway.queue import Pending
 from gateway.smpp.accept import Rules, read_submission
@@ -200,7 +201,10 @@ class SmppServer:
         try:
             whole = self.reassembler.add(key, ref, total, seq, sub.part, op.now)
         except SmppError as exc:  # e.g. a part claiming another total: stays stored, expires
-            log.warning("part %d of %s not reassembled: %s", op.message_id, key, exc)
+            log.warning(
+                "part %d of %s not reassembled: %s", op.message_id, key, exc,
+                extra=about(op.message_id),
+            )  # fmt: skip
             return None
         self._arm_expiry()
         if whole is None:

@@ -1,6 +1,7 @@
 # A real gateway process for interop tests: temp config and store, free ports, log-driven waits.
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -12,6 +13,21 @@ from pathlib import Path
 import yaml
 
 READY_TIMEOUT = 60.0
+
+
+def as_text(line: str) -> str:
+    """A JSON log line (log.format json, the default off a terminal) as a text line, so
+    tests match messages the same way whatever the format; other lines as they are."""
+    if not line.startswith("{"):
+        return line
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return line
+    text = f"{data['time']} {data['level']} {data['logger']}: {data['msg']}\n"
+    if "exc" in data:
+        text += data["exc"] + "\n"
+    return text
 
 
 @dataclass
@@ -26,7 +42,8 @@ class GatewayProcess:
     system_id: str = "GW-ENV1"
     domain: str = "env1.example.net"
     process: subprocess.Popen | None = None
-    lines: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # log lines as text (JSON ones rendered)
+    raw_lines: list[str] = field(default_factory=list)  # as the process wrote them
     smpp_port: int = 0
     smpp_tls_port: int = 0
     sip_ports: dict[str, int] = field(default_factory=dict)  # transport -> port
@@ -71,6 +88,7 @@ class GatewayProcess:
         self._ready = threading.Event()
         with self._seen:
             self.lines = []
+            self.raw_lines = []
         self.smpp_port = self.smpp_tls_port = self.management_port = 0
         self.sip_ports = {}
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -91,9 +109,10 @@ class GatewayProcess:
 
     def _read(self, process: subprocess.Popen, ready: threading.Event) -> None:
         assert process.stderr is not None
-        for line in process.stderr:
+        for raw in process.stderr:
             if process is not self.process:
                 continue  # the last words of a previous process
+            line = as_text(raw)
             match = re.search(r"smpp(\+tls)? listening on [\d.]+:(\d+)", line)
             if match:
                 if match.group(1):
@@ -108,6 +127,7 @@ class GatewayProcess:
                 self.management_port = int(match.group(1))
             with self._seen:
                 self.lines.append(line)
+                self.raw_lines.append(raw)
                 self._seen.notify_all()
             if "ready;" in line:
                 ready.set()
@@ -135,8 +155,14 @@ class GatewayProcess:
         )
 
     def log(self) -> str:
+        """The log so far as text lines (a JSON line as ``time LEVEL logger: msg``)."""
         with self._seen:
             return "".join(self.lines)
+
+    def raw_log(self) -> str:
+        """The log so far exactly as written (JSON lines when stderr is not a terminal)."""
+        with self._seen:
+            return "".join(self.raw_lines)
 
     def stop(self) -> int:
         assert self.process is not None

@@ -74,8 +74,10 @@ def test_no_password_appears_in_logs_outputs_audit_or_store(make_env, pg_url, si
     env1.stop()
     env4.stop()
     haystacks = {
-        "env1 log": env1.log(),
-        "env4 log": env4.log(),
+        "env1 log": env1.raw_log(),  # JSON lines, as written
+        "env4 log": env4.raw_log(),
+        "env1 log, decoded": env1.log(),  # what JSON escapes would hide
+        "env4 log, decoded": env4.log(),
         "gatewayctl output": "\n".join(outputs),
         "env1 store": store_text(env1),
         "env4 store": store_text(env4),

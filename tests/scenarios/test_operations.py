@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.reliability.test_database_down import private_pg  # noqa: F401 - fixture
 from tests.scenarios.carrier import Carrier
-from tests.scenarios.test_section1_carriers_to_apps import john
+from tests.scenarios.test_section1_carriers_to_apps import john, rows
 
 
 def get(gw, path: str) -> tuple[int, str, str]:
@@ -43,7 +43,8 @@ def cell(table: str, label: str) -> str:
 
 
 def test_metrics_health_and_status_during_a_scenario_run(make_env, sip_ua):
-    gw = make_env().start()
+    # the pipeline at DEBUG, the rest at INFO: per-component levels, JSON lines (not a tty)
+    gw = make_env(log={"level": "INFO", "levels": {"gateway.pipeline": "DEBUG"}}).start()
     assert gw.management_port
     app = john(sip_ua, gw)
     assert app.wait_registered() == 200
@@ -99,6 +100,18 @@ def test_metrics_health_and_status_during_a_scenario_run(make_env, sip_ua):
     assert not any(name.endswith("_created") for name, _ in found)
     assert get(gw, "/nothing-here")[0] == 404
     gw.stop()
+    lines = [json.loads(line) for line in gw.raw_log().splitlines()]
+    delivered = {r["id"] for r in rows(gw) if r["state"] == "delivered"}
+    assert len(delivered) == 5
+    about = {line["message_id"] for line in lines if "message_id" in line}
+    assert delivered <= about  # every message's lines carry its id
+    for mid in delivered:
+        life = [line["msg"] for line in lines if line.get("message_id") == mid]
+        assert any("accepted" in m for m in life) and any("delivered" in m for m in life)
+    levels = {(line["logger"], line["level"]) for line in lines}
+    assert ("gateway.pipeline", "DEBUG") in levels
+    assert not any(lvl == "DEBUG" and lg != "gateway.pipeline" for lg, lvl in levels)
+    assert {line["env"] for line in lines} == {"env1"}
     refused = gw.ctl("status", "--url", url, "--once")
     assert refused.exit_code == 1 and "management listener at" in refused.output
 
