@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from billing import commands as billing_commands
-from gateway import __version__, admin, render, status_view
+from gateway import __version__, admin, render, status_view, trace
 from gateway.config import Config, load_config
 from gateway.errors import GatewayError
 from gateway.provisioning import apply as declarative
@@ -795,6 +795,7 @@ def audit_list(
 
 # -- operations: status of a running node, message traces -----------------------------------
 main.add_command(status_view.status_cmd)
+main.add_command(trace.messages_group)
 
 # -- SIP registrations ---------------------------------------------------------------------
 REGISTRATION_COLUMNS = (

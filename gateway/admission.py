@@ -37,4 +37,5 @@ class Admission:
     reason: str | None = None  # why it is parked
     next_attempt_at: datetime | None = None  # parked: when it is looked at again at the latest
     path: str | None = None  # the envs it came through (comma-separated), for loop protection
+    upstream: str | None = None  # its id in the environment that forwarded it
     rewrite: dict[str, str] | None = None  # source / destination / text a plugin changed

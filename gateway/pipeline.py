@@ -75,7 +75,7 @@ from gateway.smpp.carriers import CarrierDirectory
 from gateway.smpp.codec import SmppError
 from gateway.smpp.constants import Status
 from gateway.smpp.esme import Outgoing
-from gateway.smpp.hops import PATH_TAG, check_path, extend, parse_path
+from gateway.smpp.hops import PATH_TAG, UPSTREAM_TAG, check_path, extend, parse_path
 from gateway.smpp.outbox import Item
 from gateway.smpp.receipt import Receipt
 from gateway.store.writer import Batch, BatchWriter, Op
@@ -266,6 +266,7 @@ class Pipeline:
         priority: int,
         validity_until: datetime,
         path: tuple[str, ...] = (),
+        upstream: str | None = None,
         now: datetime,
     ) -> Admission:
         """How to store a new message, or Refused (with its SMPP and SIP answers)."""
@@ -314,7 +315,9 @@ class Pipeline:
             self._hold(destination, validity_until, reason=offline)  # until a REGISTER
             line = LineState.HELD
         if line is not LineState.HELD and (destination not in self._more or lane == "priority"):
-            return Admission("routed", lane, route, path=route_path, rewrite=rewrite)
+            return Admission(
+                "routed", lane, route, path=route_path, upstream=upstream, rewrite=rewrite
+            )
         if self.parked.full([destination]):
             raise Refused(
                 f"{self.parked.limit} messages are already waiting for {destination}",
@@ -333,6 +336,7 @@ class Pipeline:
             reason=offline or "waiting behind earlier messages to the same number",
             next_attempt_at=due,
             path=route_path,
+            upstream=upstream,
             rewrite=rewrite,
         )
 
@@ -503,7 +507,8 @@ class Pipeline:
             self._attempt_failed(p, True, f"SIP delivery failed: {exc}", None)
             return
         if outcome.kind == "delivered":
-            self._settled(p, "delivered", None, None)
+            answer = f"the app answered {outcome.status} {outcome.reason}"
+            self._settled(p, "delivered", None, None, detail=answer)
         elif outcome.kind == "permanent":
             self._settled(
                 p, "failed", f"the app answered {outcome.status} {outcome.reason}", outcome.status
@@ -539,7 +544,7 @@ class Pipeline:
             data_coding=None if p.text is not None else p.data_coding,
             registered_delivery=1,  # we need the peer's receipt to know the outcome
             priority=min(p.priority, 3),
-            tlvs={PATH_TAG: out_path.encode("ascii")},
+            tlvs={PATH_TAG: out_path.encode("ascii"), UPSTREAM_TAG: str(p.id).encode("ascii")},
         )
         refusals: list[tuple[str, SubmitResult]] = []
         down: list[str] = []
@@ -587,12 +592,21 @@ class Pipeline:
         )
         self._notify_changed()
 
-    def _settled(self, p: Pending, state: str, reason: str | None, error: int | None) -> None:
+    def _settled(
+        self,
+        p: Pending,
+        state: str,
+        reason: str | None,
+        error: int | None,
+        detail: str | None = None,
+    ) -> None:
         """A final answer for a message in flight."""
         self.in_flight.pop(p.id, None)
         # the destination's next message goes out once this outcome is committed: a crash
         # can then make an app receive at most one message twice (the one being sent)
-        self._final(p, state, reason, error, then=lambda: self._line_done(p.destination))
+        self._final(
+            p, state, reason, error, then=lambda: self._line_done(p.destination), detail=detail
+        )
         self._notify_changed()
 
     def _attempt_failed(self, p: Pending, temporary: bool, reason: str, error: int | None) -> None:
@@ -850,6 +864,7 @@ class Pipeline:
         reason: str | None,
         error: int | None,
         then: Callable[[], None] | None = None,
+        detail: str | None = None,
     ) -> None:
         """Write the final state, CDR and receipts; ``then`` runs after the commit (or its
         failure: the line must not stay blocked; the store still says sending, so the
@@ -865,7 +880,7 @@ class Pipeline:
             items.clear()  # staged again when a batch is retried op by op
             stage_final(
                 batch, p, state, reason=reason, error_code=error, now=now,
-                id_style=self._id_style, items=items,
+                id_style=self._id_style, items=items, detail=detail,
             )  # fmt: skip
 
         def done(error_: BaseException | None) -> None:

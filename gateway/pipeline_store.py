@@ -28,6 +28,7 @@ from gateway.smpp.codec import Pdu
 from gateway.smpp.dlr import STAT_OF_STATE, receipt_pdu, wants_receipt
 from gateway.smpp.outbox import Item, stage_pdu
 from gateway.smpp.receipt import format_message_id
+from gateway.store.events import stage_event
 from gateway.store.schema import cdrs, forwards, fragments, messages
 from gateway.store.writer import Batch, UpdateSpec
 
@@ -93,7 +94,13 @@ def stage_step(
     error_code: int | None = None,
     next_attempt_at: datetime | None = None,
     final_at: datetime | None = None,
+    detail: str | None = None,
 ) -> None:
+    """A step of ``p``: its row, and the event that records it (``detail``, else the
+    reason, says what happened)."""
+    if detail is None:
+        detail = f"attempt {p.attempts}" if state == "sending" else reason
+    stage_event(batch, p.id, state, detail=detail, route=p.route, error_code=error_code)
     batch.change(
         STEP,
         {
@@ -119,10 +126,11 @@ def stage_final(
     now: datetime,
     id_style: IdStyle,
     items: list[Item],
+    detail: str | None = None,
 ) -> None:
     """The final step, the CDR and the originator's receipts (``items`` gets the outbox
     entries to hand to the outbox once committed)."""
-    stage_step(batch, p, state, reason=reason, error_code=error_code, final_at=now)
+    stage_step(batch, p, state, reason=reason, error_code=error_code, final_at=now, detail=detail)
     [cdr_id] = batch.new_ids(1)
     batch.add(
         cdrs,
@@ -166,6 +174,8 @@ def stage_final(
             parts=p.parts,
         )
 
+    stat = STAT_OF_STATE.get(state, "UNDELIV")
+    stage_event(batch, p.id, "receipt", detail=f"stat:{stat} queued for carrier {carrier}")
     if not p.concatenated:
         items.append(stage_pdu(batch, carrier, pdu(p.id), p.id))
         return
@@ -186,6 +196,10 @@ def stage_forwarded(
     batch: Batch, p: Pending, connection_id: int, peer_ids: tuple[str, ...], now: datetime
 ) -> None:
     """A peer accepted every part: wait for its receipts (until the validity runs out)."""
+    stage_event(
+        batch, p.id, "forwarded", route=p.route, at=now,
+        detail=f"taken by connection {connection_id}, peer id {', '.join(peer_ids)}",
+    )  # fmt: skip
     batch.change(
         FORWARDED,
         {
@@ -415,6 +429,11 @@ class PeerReceiptOp:
         if row is None:
             return
         self.known = True
+        stage_event(
+            batch, row.message_id, "peer-receipt", at=self.now, error_code=self.err or None,
+            detail=f"stat:{self.stat} err:{self.err:03d} from connection {self.connection_id}"
+            f" for peer id {self.peer_id}",
+        )  # fmt: skip
         if self.stat not in FINAL_STATS:
             return  # ENROUTE, ACCEPTD: an intermediate notice
         conn.execute(
@@ -454,6 +473,7 @@ class PeerReceiptOp:
             now=self.now,
             id_style=self.id_style,
             items=self.items,
+            detail=reason or f"the peer's receipts say {stat}",
         )
 
     def finish(self, error: BaseException | None) -> None:

@@ -3,7 +3,7 @@
 
 * the text of a message (``body_text``, ``body_bytes`` and its parts' payloads) is erased
   ``message_text`` after the message ended - CDRs never hold text, so billing is untouched;
-* the record of an ended message (and its parts and forward ids) is deleted ``messages``
+* the record of an ended message (and its parts, forward ids and events) is deleted ``messages``
   after it ended;
 * CDRs are deleted ``cdrs`` after acceptance (at least five years).
 
@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, or_, select, update
 
 from gateway.config import RetentionConfig
-from gateway.store.schema import carriers, cdrs, forwards, fragments, messages
+from gateway.store.schema import carriers, cdrs, forwards, fragments, message_events, messages
 
 CHUNK = 5000
 
@@ -89,6 +89,7 @@ def purge(
     def drop(conn: Any, ids: list[int]) -> None:
         conn.execute(delete(fragments).where(fragments.c.message_id.in_(ids)))
         conn.execute(delete(forwards).where(forwards.c.message_id.in_(ids)))
+        conn.execute(delete(message_events).where(message_events.c.message_id.in_(ids)))
         conn.execute(delete(messages).where(messages.c.id.in_(ids)))
 
     out.messages = _chunks(engine, old, drop, dry_run)

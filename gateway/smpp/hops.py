@@ -20,7 +20,11 @@ from gateway.smpp.constants import Status, VendorStatus
 
 PATH_TAG = 0x1501
 """Vendor TLV holding the comma-separated env names a message passed through."""
+UPSTREAM_TAG = 0x1502
+"""Vendor TLV holding the message's id in the environment that forwarded it (ASCII digits),
+so a trace can be followed back there (``gatewayctl messages show``)."""
 MAX_PATH_OCTETS = 255
+_UPSTREAM = re.compile(r"[0-9]{1,20}")
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
@@ -44,6 +48,16 @@ def read_path(pdu: Pdu) -> tuple[str, ...]:
     except UnicodeDecodeError:
         raise SmppError(Status.ESME_RINVOPTPARAMVAL, "env path TLV is not ASCII") from None
     return parse_path(text)
+
+
+def read_upstream(pdu: Pdu) -> str | None:
+    """The forwarding environment's id of a received message; None when it carries none or
+    one that is not 1-20 digits (a trace aid only: never a reason to refuse a message)."""
+    raw = pdu.tlv(UPSTREAM_TAG)
+    if raw is None:
+        return None
+    text = raw.rstrip(b"\0").decode("ascii", "replace")
+    return text if _UPSTREAM.fullmatch(text) else None
 
 
 def check_path(path: tuple[str, ...], env: str, max_hops: int) -> None:

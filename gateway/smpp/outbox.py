@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.smpp.codec import Pdu, decode, encode
 from gateway.smpp.constants import Status
+from gateway.store.events import stage_event
 from gateway.store.schema import outbox
 from gateway.store.writer import Batch, BatchWriter
 
@@ -43,6 +44,7 @@ class Item:
     carrier_id: int
     pdu: Pdu
     attempts: int = 0
+    message_id: int | None = None  # the message a receipt is about (its trace notes the answer)
 
 
 def stage_pdu(batch: Batch, carrier_id: int, pdu: Pdu, message_id: int | None) -> Item:
@@ -60,7 +62,7 @@ def stage_pdu(batch: Batch, carrier_id: int, pdu: Pdu, message_id: int | None) -
             "attempts": 0,
         },
     )
-    return Item(pk, carrier_id, pdu)
+    return Item(pk, carrier_id, pdu, message_id=message_id)
 
 
 @dataclass
@@ -99,7 +101,7 @@ class _Load:
         def load(conn: Connection) -> None:
             self.rows = list(
                 conn.execute(
-                    select(outbox.c.id, outbox.c.pdu, outbox.c.attempts)
+                    select(outbox.c.id, outbox.c.pdu, outbox.c.attempts, outbox.c.message_id)
                     .where(outbox.c.carrier_id == self.carrier_id, outbox.c.id > self.after)
                     .order_by(outbox.c.id)
                     .limit(LOAD_BATCH)
@@ -115,10 +117,14 @@ class _Load:
 @dataclass
 class _Remove:
     pk: int
+    message_id: int | None = None
+    detail: str = ""  # what became of the PDU, for the message's trace
     persistent = True  # else the PDU is sent again after a restart
 
     def stage(self, batch: Batch) -> None:
         pk = self.pk
+        if self.message_id is not None:
+            stage_event(batch, self.message_id, "receipt-sent", detail=self.detail)
         batch.then(lambda conn: conn.execute(delete(outbox).where(outbox.c.id == pk)))
 
     def finish(self, error: BaseException | None) -> None:
@@ -184,7 +190,8 @@ class Outbox:
         self._notify()
         if status == Status.ESME_ROK:
             self.acknowledged += 1
-            self.writer.submit(_Remove(item.id))
+            detail = f"{item.pdu.name} answered ESME_ROK by carrier {item.carrier_id}"
+            self.writer.submit(_Remove(item.id, item.message_id, detail))
         else:
             self._retry(item, f"answered with status 0x{status:08X}", status in PERMANENT)
         self.pump(item.carrier_id)
@@ -204,7 +211,8 @@ class Outbox:
                 item.attempts,
                 why,
             )
-            self.writer.submit(_Remove(item.id))
+            detail = f"{item.pdu.name} dropped after {item.attempts} attempts: {why}"
+            self.writer.submit(_Remove(item.id, item.message_id, detail))
             return
         self._lines.setdefault(item.carrier_id, deque()).append(item)
 
@@ -237,9 +245,9 @@ class Outbox:
             log.error("loading the outbox of carrier %d failed: %s", carrier_id, error)
             return
         line = self._lines.setdefault(carrier_id, deque())
-        for pk, data, attempts in rows:
+        for pk, data, attempts, message_id in rows:
             if pk > self._seen.get(carrier_id, 0):
-                line.append(Item(pk, carrier_id, decode(data), attempts))
+                line.append(Item(pk, carrier_id, decode(data), attempts, message_id))
                 self._seen[carrier_id] = pk
         self._read_from_start.add(carrier_id)
         missed = carrier_id in self._missed

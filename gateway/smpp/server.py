@@ -26,7 +26,7 @@ from gateway.smpp.carriers import Carrier, CarrierDirectory, bind_status
 from gateway.smpp.codec import Pdu, SmppError, status_name
 from gateway.smpp.constants import CommandId, Status
 from gateway.smpp.guard import AuthGuard, BindCounter, TokenBucket
-from gateway.smpp.hops import parse_path, read_path
+from gateway.smpp.hops import parse_path, read_path, read_upstream
 from gateway.smpp.outbox import Item, Outbox
 from gateway.smpp.receipt import parse_message_id
 from gateway.smpp.session import (
@@ -212,6 +212,8 @@ class SmppServer:
         meta = sub.meta()
         if op.admission is not None and op.admission.path:
             meta["path"] = op.admission.path
+        if op.admission is not None and op.admission.upstream:
+            meta["upstream"] = op.admission.upstream
         assemble = AssembleOp(
             key,
             op.carrier_id,
@@ -515,7 +517,7 @@ class SmppConnection(asyncio.Protocol):
         server = self.server
         try:
             sub = read_submission(pdu, server.rules(carrier), now)
-            path = read_path(pdu)
+            path, upstream = read_path(pdu), read_upstream(pdu)
         except SmppError as exc:
             log.info("carrier %s: %s refused: %s", carrier.name, pdu.name, exc)
             self.respond(pdu, exc.status)
@@ -545,6 +547,7 @@ class SmppConnection(asyncio.Protocol):
                     priority=sub.priority,
                     validity_until=sub.validity_until,
                     path=path,
+                    upstream=upstream,
                     now=now,
                 )
             except Refused as exc:

@@ -81,10 +81,11 @@ def message_row(
     priority = int(meta["priority"])
     lane = "priority" if priority > 0 else "bulk"
     route = next_attempt_at = None
-    path = meta.get("path")
+    path, upstream = meta.get("path"), meta.get("upstream")
     if admission is not None and state == "accepted":
         state, reason, lane = admission.state, admission.reason, admission.lane
         route, path, next_attempt_at = admission.route, admission.path, admission.next_attempt_at
+        upstream = admission.upstream
     final = state not in PENDING_STATES
     if next_attempt_at is None and not final:
         next_attempt_at = schedule or now
@@ -112,6 +113,7 @@ def message_row(
         "route": route,
         "peer_message_id": None,
         "path": path,
+        "upstream_id": upstream,
         "accepted_at": now,
         "next_attempt_at": None if final else next_attempt_at,
         "validity_until": validity,
@@ -163,6 +165,8 @@ class AcceptOp:
         meta = sub.meta()
         if self.admission is not None and self.admission.path:
             meta["path"] = self.admission.path
+        if self.admission is not None and self.admission.upstream:
+            meta["upstream"] = self.admission.upstream
         _, total, seq = sub.concat
         batch.add(
             fragments,

@@ -210,6 +210,7 @@ messages = Table(
     Column("route", String(64), nullable=True),
     Column("peer_message_id", String(65), nullable=True),
     Column("path", String(255), nullable=True),  # envs the message came through (loop guard)
+    Column("upstream_id", String(65), nullable=True),  # its id in the env it came from
     Column("accepted_at", UTCDateTime, nullable=False),
     Column("next_attempt_at", UTCDateTime, nullable=True),
     Column("validity_until", UTCDateTime, nullable=False),
@@ -218,6 +219,21 @@ messages = Table(
     Index(None, "destination", "state"),
     Index(None, "carrier_id", "accepted_at"),
     Index(None, "final_at"),  # retention: text and records of ended messages
+)
+
+# The life of each message, one row per step (attempts, retries, forwarding, receipts, the
+# outcome), for `gatewayctl messages show`; dropped with the message (retention).
+message_events = Table(
+    "message_events",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("message_id", BigInteger, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("event", String(16), nullable=False),  # a state, receipt, receipt-sent, peer-receipt
+    Column("detail", String(255), nullable=True),
+    Column("route", String(64), nullable=True),
+    Column("error_code", Integer, nullable=True),
+    Index(None, "message_id", "id"),
 )
 
 # Parts of concatenated messages (UDH or SAR), each acknowledged with its own id once stored;

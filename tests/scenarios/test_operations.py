@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.reliability.test_database_down import private_pg  # noqa: F401 - fixture
 from tests.scenarios.carrier import Carrier
 from tests.scenarios.test_section1_carriers_to_apps import john, rows
+from tests.scenarios.test_section2_3_environments import JANE_DID, JANE_PW, TO_ENV4, app, env_pair
 
 
 def get(gw, path: str) -> tuple[int, str, str]:
@@ -128,3 +129,58 @@ def test_readyz_says_not_ready_while_the_store_is_down(make_env, private_pg):  #
     private_pg.start()
     assert get(gw, "/readyz")[0] == 200  # the pool reconnects: ready again by itself
     gw.stop()
+
+
+def test_messages_show_follows_a_message_across_two_environments(make_env, pg_url, sip_ua):
+    """TATA -> env1 -> env4 -> Jane's app: env1's trace names env4's id for the message,
+    env4's trace names env1's, and each tells the whole life on its side."""
+    env1, env4 = env_pair(make_env, pg_url)
+    jane = app(sip_ua, env4, "2222", JANE_PW)
+    with Carrier(env1.smpp_port) as tata:
+        assert tata.submit("for John, offline").status == 0  # env1's ids move on first
+        [resp] = tata.submit_many(["follow me"], destination_addr=JANE_DID)
+        assert resp.status == 0
+        assert jane.next_message(timeout=30).body == "follow me"
+        receipt = tata.next_delivered(timeout=30)
+        assert receipt.receipted_message_id == resp.message_id
+    env1.stop()  # everything written: the receipts' answers too
+    env4.stop()
+    [here] = [r for r in rows(env1) if r["body_text"] == "follow me"]
+    [there] = [r for r in rows(env4) if r["body_text"] == "follow me"]
+    assert here["id"] != there["id"]  # so each side's trace shows the other's id, not its own
+    shown = env1.ctl.ok("messages", "show", str(here["id"])).output
+    assert f"message {here['id']} in env1" in shown
+    assert f"from         carrier TATA (its id for it: {resp.message_id.decode()})" in shown
+    assert "follow me" not in shown  # the text only with --text
+    assert f"peer id {there['id']} (gatewayctl messages show {there['id']}" in shown
+    life = shown.split("life:")[1]
+    order = ["accepted", "sending", "forwarded", "peer-receipt", "delivered", "receipt ",
+             "receipt-sent"]  # fmt: skip
+    positions = [life.index(f" {step}") for step in order]
+    assert positions == sorted(positions), life
+    assert "stat:DELIVRD queued for carrier TATA" in life
+    assert "deliver_sm answered ESME_ROK by carrier TATA" in life
+    assert f"taken by connection '{TO_ENV4}', peer id {there['id']}" in life
+    assert "cdr " in shown and ": delivered, 1 part(s)" in shown
+    # env4's side: came from env1, under env1's id; delivered to the app
+    shown4 = env4.ctl.ok("messages", "show", str(there["id"])).output
+    assert "from         carrier env1" in shown4
+    assert f"came via     env1; its id there: {here['id']}" in shown4
+    assert "attempt 1 [sip:2222]" in shown4 and "delivered     the app answered 200 OK" in shown4
+    assert "stat:DELIVRD queued for carrier env1" in shown4
+    assert "'follow me'" in env4.ctl.ok("messages", "show", str(there["id"]), "--text").output
+    as_json = json.loads(env1.ctl.ok("messages", "show", str(here["id"]), "--json").output)
+    assert as_json["forwards"][0]["peer_message_id"] == str(there["id"])
+    assert "body_text" not in as_json["message"] and as_json["text_length"] == 9
+    # finding it
+    listed = json.loads(
+        env1.ctl.ok(
+            "messages", "list", "--did", "+" + JANE_DID, "--carrier", "TATA", "--state",
+            "delivered", "--since", "1h", "--json",
+        ).output
+    )  # fmt: skip
+    assert [m["id"] for m in listed] == [here["id"]]
+    assert env1.ctl.ok("messages", "list", "--state", "failed", "--json").output.strip() == "[]"
+    env1.ctl.refused("messages", "show", "999999999", contains="no message with id")
+    env1.ctl.refused("messages", "list", "--since", "soon", contains="--since")
+    env1.ctl.refused("messages", "list", "--carrier", "NOPE", contains="NOPE")

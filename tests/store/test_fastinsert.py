@@ -35,6 +35,7 @@ def message(i: int, when: datetime) -> dict:
         "route": None,
         "peer_message_id": None,
         "path": "env1,env4" if i % 2 else None,
+        "upstream_id": "4711" if i % 2 else None,
         "accepted_at": when,
         "next_attempt_at": when + timedelta(seconds=i),
         "validity_until": when + timedelta(days=2),

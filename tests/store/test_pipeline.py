@@ -367,7 +367,8 @@ def test_a_refusing_connection_fails_over_to_the_next_and_the_peer_receipt_settl
         )
         assert len(a.submitted) == 1 and len(b.submitted) == 1
         sent = b.submitted[0]
-        assert sent.registered_delivery == 1 and sent.tlvs == {0x1501: b"env1"}
+        assert sent.registered_delivery == 1
+        assert sent.tlvs == {0x1501: b"env1", 0x1502: str(mid).encode()}  # path, our id
         now = datetime.now(UTC)
         status = await h.pipeline.peer_receipt(
             h.conn_ids["B"], "peer-1", Receipt("peer-1", 1, 1, now, now, "DELIVRD", 0, "")

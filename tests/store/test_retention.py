@@ -9,7 +9,7 @@ from sqlalchemy import func, insert, select
 from gateway.config import ConfigError, RetentionConfig, parse_config
 from gateway.retention import purge
 from gateway.store.engine import make_engine, migrate
-from gateway.store.schema import carriers, cdrs, fragments, messages
+from gateway.store.schema import carriers, cdrs, fragments, message_events, messages
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -52,6 +52,10 @@ def engine(store_url):
             registered_delivery=0, accepted_at=NOW - timedelta(days=32),
             expires_at=NOW - timedelta(days=30), message_id=1,
         ))  # fmt: skip
+        conn.execute(insert(message_events), [
+            dict(id=20 + mid, message_id=mid, at=NOW - timedelta(days=100), event="sending")
+            for mid in (1, 2, 3, 4)
+        ])  # fmt: skip
         conn.execute(insert(cdrs), [
             cdr(1, NOW - timedelta(days=1828)),  # past five years
             cdr(2, NOW - timedelta(days=1826)),
@@ -75,6 +79,8 @@ def test_purge_erases_text_and_drops_what_is_past_its_period(engine):
         assert left == {1: None, 2: "secret code 1234", 4: "secret code 1234"}
         assert conn.execute(select(func.count()).select_from(fragments)).scalar() == 0
         assert list(conn.execute(select(cdrs.c.id)).scalars()) == [2]
+        events = conn.execute(select(message_events.c.message_id)).scalars()
+        assert sorted(events) == [1, 2, 4]  # the dropped message's life went with it
     again = purge(engine, policy, NOW)
     assert (again.texts, again.messages, again.cdrs) == (0, 0, 0)
 
