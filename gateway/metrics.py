@@ -82,6 +82,27 @@ SIP_METHODS = frozenset(
 )  # fmt: skip
 
 
+class Children:
+    """``metric.labels(...)`` with the children kept: the hot path skips the registry's lock
+    and lookup (label values are bounded, so the cache is too)."""
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self._cache: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *labels: str) -> Any:
+        child = self._cache.get(labels)
+        if child is None:
+            child = self._cache[labels] = self.metric.labels(*labels)
+        return child
+
+
+smpp_responses = Children(SMPP_RESPONSES)
+sip_responses = Children(SIP_RESPONSES)
+messages_ended = Children(MESSAGES_ENDED)
+delivery_latency = Children(DELIVERY_LATENCY)
+
+
 def status_class(status: int) -> str:
     """200 -> "2xx"."""
     return f"{status // 100}xx"

@@ -52,7 +52,7 @@ from gateway.config import Config
 from gateway.lanes import LaneRules
 from gateway.lifecycle import MessageEvent, MessageState, advance
 from gateway.logs import about
-from gateway.metrics import DELIVERY_LATENCY, FORWARDED, MESSAGES_ENDED, SMPP_THROTTLED
+from gateway.metrics import FORWARDED, SMPP_THROTTLED, delivery_latency, messages_ended
 from gateway.pipeline_store import (
     ExpireForwardedOp,
     PeerReceiptOp,
@@ -585,7 +585,7 @@ class Pipeline:
                 "message %d: forwarded via %s, peer ids %s", p.id, p.route, ",".join(peer_ids),
                 extra=about(p.id),
             )  # fmt: skip
-        DELIVERY_LATENCY.labels("smpp").observe(max((now - p.accepted_at).total_seconds(), 0.0))
+        delivery_latency("smpp").observe(max((now - p.accepted_at).total_seconds(), 0.0))
         self.stage(
             lambda batch: stage_forwarded(batch, p, connection, peer_ids, now),
             lambda error: self._line_done(p.destination),  # the next one once this is stored
@@ -904,10 +904,10 @@ class Pipeline:
 
     def _outcome(self, p: Pending, state: str, reason: str | None, error: int | None) -> None:
         """A final state is committed (here, by a peer's receipt, or expired unanswered)."""
-        MESSAGES_ENDED.labels(state).inc()
+        messages_ended(state).inc()
         if state == "delivered" and p.route is not None and p.route.startswith("sip:"):
             latency = (utcnow() - p.accepted_at).total_seconds()
-            DELIVERY_LATENCY.labels("sip").observe(max(latency, 0.0))
+            delivery_latency("sip").observe(max(latency, 0.0))
         if self.plugins.has("on_outcome"):
             self.plugins.notify(self._event("outcome", p, state, reason, error))
 

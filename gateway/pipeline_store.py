@@ -96,11 +96,13 @@ def stage_step(
     final_at: datetime | None = None,
     detail: str | None = None,
 ) -> None:
-    """A step of ``p``: its row, and the event that records it (``detail``, else the
-    reason, says what happened)."""
-    if detail is None:
-        detail = f"attempt {p.attempts}" if state == "sending" else reason
-    stage_event(batch, p.id, state, detail=detail, route=p.route, error_code=error_code)
+    """A step of ``p``: its row and, unless it starts an attempt, the event that records
+    it (``detail``, else the reason, says what happened)."""
+    if state != "sending":
+        stage_event(
+            batch, p.id, state, detail=detail or reason, route=p.route, error_code=error_code,
+            attempt=p.attempts or None,
+        )  # fmt: skip
     batch.change(
         STEP,
         {
@@ -197,7 +199,7 @@ def stage_forwarded(
 ) -> None:
     """A peer accepted every part: wait for its receipts (until the validity runs out)."""
     stage_event(
-        batch, p.id, "forwarded", route=p.route, at=now,
+        batch, p.id, "forwarded", route=p.route, at=now, attempt=p.attempts or None,
         detail=f"taken by connection {connection_id}, peer id {', '.join(peer_ids)}",
     )  # fmt: skip
     batch.change(

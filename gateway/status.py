@@ -119,19 +119,14 @@ class Node:
         p = self.pipeline
         totals = {name: int(p.stats[name]) for name in ("forwarded", "retries", "parked")}
         for state in ("delivered", "failed", "expired", "rejected"):
-            totals[state] = int(MESSAGES_ENDED.labels(state)._value.get())
-        accepted = refused = 0
-        for metric in SMPP_RESPONSES.collect():
-            for sample in metric.samples:
-                if sample.name.endswith("_total") and sample.labels["command"] in (
-                    "submit_sm",
-                    "data_sm",
-                ):
-                    if sample.labels["status"] == "ESME_ROK":
-                        accepted += int(sample.value)
-                    else:
-                        refused += int(sample.value)
-        totals["smpp_accepted"], totals["smpp_refused"] = accepted, refused
+            totals[state] = 0
+        for sample in _samples(MESSAGES_ENDED):
+            totals[sample.labels["state"]] = int(sample.value)
+        totals["smpp_accepted"] = totals["smpp_refused"] = 0
+        for sample in _samples(SMPP_RESPONSES):
+            if sample.labels["command"] in ("submit_sm", "data_sm"):
+                ok = sample.labels["status"] == "ESME_ROK"
+                totals["smpp_accepted" if ok else "smpp_refused"] += int(sample.value)
         return totals
 
     # -- /readyz ----------------------------------------------------------------------------
@@ -206,6 +201,11 @@ class Node:
                 ),
             }
         )  # fmt: skip
+
+
+def _samples(counter: Any) -> list[Any]:
+    """The ``_total`` samples of a labelled counter (its public collect())."""
+    return [s for metric in counter.collect() for s in metric.samples if s.name.endswith("_total")]
 
 
 def _iso(moment: datetime) -> str:

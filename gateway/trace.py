@@ -246,7 +246,8 @@ def render_show(found: dict[str, Any], env: str, with_text: bool) -> str:
     for e in found["events"]:
         where = f" [{e['route']}]" if e["route"] and e["route"] != route else ""
         route = e["route"] or route
-        text = " ".join(part for part in (e["detail"] or "", where.strip()) if part)
+        attempt = f"attempt {e['attempt']}:" if e["attempt"] else ""
+        text = " ".join(part for part in (attempt, e["detail"] or "", where.strip()) if part)
         lines.append(f"  {_when(e['at'])}  {e['event']:<13} {text}".rstrip())
     for c in found["cdrs"]:
         lines.append(

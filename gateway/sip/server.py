@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 from gateway.admission import Refused
 from gateway.config import Config
 from gateway.errors import InvalidInput
-from gateway.metrics import SIP_RESPONSES, method_label, status_class
+from gateway.metrics import method_label, sip_responses, status_class
 from gateway.sip.accounts import AccountDirectory, SipAccount
 from gateway.sip.auth import AuthError, NonceManager, challenges, parse_credentials, verify
 from gateway.sip.delivery import OFFLINE, Delivery, Outcome, message_request
@@ -267,7 +267,7 @@ class SipServer:
         )
         now = utcnow()
         if status >= 200:
-            SIP_RESPONSES.labels("sent", transaction.request.method, status_class(status)).inc()
+            sip_responses("sent", transaction.request.method, status_class(status)).inc()
         self._run(transaction, self.table.respond(transaction, response, now))
         self._arm()
 
@@ -283,7 +283,7 @@ class SipServer:
             response = build_response(request, status, reason, to_tag="gw", extra_headers=extra)
         except ValueError:
             return
-        SIP_RESPONSES.labels("sent", method_label(request.method), status_class(status)).inc()
+        sip_responses("sent", method_label(request.method), status_class(status)).inc()
         flow.send(response.to_bytes())
 
     def _later(self, delay: float, callback: Callable[[], None]) -> None:
@@ -307,7 +307,7 @@ class SipServer:
                 status = action.response.status
                 if status >= 200:
                     method = transaction.request.method
-                    SIP_RESPONSES.labels("received", method, status_class(status)).inc()
+                    sip_responses("received", method, status_class(status)).inc()
                 if fork is not None and status >= 200:
                     fork.delivery.ended(status, action.response.reason)
             elif isinstance(action, Timeout):

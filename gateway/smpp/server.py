@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 from gateway.admission import Refused
 from gateway.config import Config
 from gateway.logs import about
-from gateway.metrics import SMPP_RESPONSES, SMPP_THROTTLED
+from gateway.metrics import SMPP_THROTTLED, smpp_responses
 from gateway.queue import Pending
 from gateway.smpp.accept import Rules, read_submission
 from gateway.smpp.carriers import Carrier, CarrierDirectory, bind_status
@@ -575,7 +575,7 @@ class SmppConnection(asyncio.Protocol):
         if self.session.state is State.CLOSED:
             return
         if self.carrier is not None and pdu.command_id in COUNTED:
-            SMPP_RESPONSES.labels(self.carrier.name, pdu.name, status_name(status)).inc()
+            smpp_responses(self.carrier.name, pdu.name, status_name(status)).inc()
         self._handle(self.session.respond(pdu, status, **params), utcnow())
         if self._draining and self.session.unanswered == 0:
             self.session.unbind(utcnow())

@@ -22,6 +22,7 @@ def stage_event(
     detail: str | None = None,
     route: str | None = None,
     error_code: int | None = None,
+    attempt: int | None = None,
     at: datetime | None = None,
 ) -> None:
     [pk] = batch.new_ids(1)
@@ -35,5 +36,6 @@ def stage_event(
             "detail": None if detail is None else detail[:MAX_DETAIL],
             "route": route,
             "error_code": error_code,
+            "attempt": attempt,
         },
     )

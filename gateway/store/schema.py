@@ -221,8 +221,10 @@ messages = Table(
     Index(None, "final_at"),  # retention: text and records of ended messages
 )
 
-# The life of each message, one row per step (attempts, retries, forwarding, receipts, the
-# outcome), for `gatewayctl messages show`; dropped with the message (retention).
+# The life of each message, one row per step (an attempt's end, parking, forwarding, receipts,
+# the outcome), for `gatewayctl messages show`; dropped with the message (retention). An
+# attempt's start is not a row (the message's state says `sending` while it is in flight),
+# which keeps the common life to one row: the outcome.
 message_events = Table(
     "message_events",
     metadata,
@@ -233,6 +235,7 @@ message_events = Table(
     Column("detail", String(255), nullable=True),
     Column("route", String(64), nullable=True),
     Column("error_code", Integer, nullable=True),
+    Column("attempt", Integer, nullable=True),  # the attempt this step ended (None: no attempt)
     Index(None, "message_id", "id"),
 )
 

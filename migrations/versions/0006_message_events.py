@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("detail", sa.String(length=255), nullable=True),
         sa.Column("route", sa.String(length=64), nullable=True),
         sa.Column("error_code", sa.Integer(), nullable=True),
+        sa.Column("attempt", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_message_events")),
     )
     op.create_index(op.f("ix_message_events_message_id_id"), "message_events", ["message_id", "id"])

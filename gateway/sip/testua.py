@@ -1,0 +1,177 @@
+# A minimal SIP user agent over asyncio UDP/TCP: registers, sends and answers MESSAGE.
+"""The built-in test UA: ``gatewayctl demo`` plays the app with it, and exact-wire tests use
+it to send hand-built requests and to answer the gateway's requests with any status (or
+not at all). It answers digest challenges (MD5 or SHA-256, qop=auth) and does no
+retransmission, so it is for loopback and tests, not for a real network; pjsua2 and sipp
+are the real apps in the test suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.secrets import ha1
+from gateway.sip.auth import Credentials, format_credentials, response_for
+from gateway.sip.message import Request, Response, StreamParser, build_response, parse_message
+
+DOMAIN = "env1.example.net"
+
+
+@dataclass
+class TestUA:
+    __test__ = False  # not a pytest test class, whatever its name
+
+    transport: str  # udp | tcp
+    server: tuple[str, int]
+    user: str
+    password: str = field(repr=False)
+    domain: str = DOMAIN
+    algorithm: str = "SHA-256"
+    local: tuple[str, int] = ("127.0.0.1", 0)
+    responses: asyncio.Queue = field(default_factory=asyncio.Queue)
+    requests: asyncio.Queue = field(default_factory=asyncio.Queue)
+    pongs: asyncio.Queue = field(default_factory=asyncio.Queue)
+    _cseq: int = 0
+    _nc: int = 0
+
+    async def open(self) -> TestUA:
+        loop = asyncio.get_running_loop()
+        ua = self
+
+        if self.transport == "udp":
+
+            class Udp(asyncio.DatagramProtocol):
+                def datagram_received(self, data: bytes, addr: object) -> None:
+                    ua._incoming(parse_message(data))
+
+            self._io, _ = await loop.create_datagram_endpoint(
+                Udp, local_addr=("127.0.0.1", 0), remote_addr=self.server
+            )
+        else:
+            parser = StreamParser()
+
+            class Tcp(asyncio.Protocol):
+                def data_received(self, data: bytes) -> None:
+                    if data == b"\r\n":  # a keep-alive pong (RFC 5626 §3.5.1)
+                        ua.pongs.put_nowait(data)
+                    for item in parser.feed(data):
+                        if isinstance(item, Request | Response):
+                            ua._incoming(item)
+                        else:
+                            ua.requests.put_nowait(item)
+
+            self._io, _ = await loop.create_connection(Tcp, *self.server)
+        sock = self._io.get_extra_info("sockname")
+        self.local = (sock[0], sock[1])
+        return self
+
+    def close(self) -> None:
+        self._io.close()
+
+    def _incoming(self, message: Request | Response) -> None:
+        (self.responses if isinstance(message, Response) else self.requests).put_nowait(message)
+
+    def send_raw(self, data: bytes) -> None:
+        if self.transport == "udp":
+            self._io.sendto(data)
+        else:
+            self._io.write(data)
+
+    # -- requests ------------------------------------------------------------------------------
+    def build(
+        self,
+        method: str,
+        uri: str,
+        *,
+        headers: list[tuple[str, str]] = (),
+        body: bytes = b"",
+        from_user: str | None = None,
+        to: str | None = None,
+        call_id: str | None = None,
+        cseq: int | None = None,
+    ) -> bytes:
+        if cseq is None:
+            self._cseq += 1
+            cseq = self._cseq
+        host, port = self.local
+        lines = [
+            f"{method} {uri} SIP/2.0",
+            f"Via: SIP/2.0/{self.transport.upper()} {host}:{port}"
+            f";branch=z9hG4bK{secrets.token_hex(6)};rport",
+            "Max-Forwards: 70",
+            f"From: <sip:{from_user or self.user}@{self.domain}>;tag={secrets.token_hex(4)}",
+            f"To: {to or f'<sip:{self.user}@{self.domain}>'}",
+            f"Call-ID: {call_id or secrets.token_hex(8)}",
+            f"CSeq: {cseq} {method}",
+            *(f"{n}: {v}" for n, v in headers),
+            f"Content-Length: {len(body)}",
+        ]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    async def final(self, timeout: float = 10.0) -> Response:
+        while True:
+            response = await asyncio.wait_for(self.responses.get(), timeout)
+            if response.status >= 200:
+                return response
+
+    async def request(self, method: str, uri: str, *, auth: bool = True, **kw: Any) -> Response:
+        """Send; answer one 401/407 with digest credentials when ``auth``; the final answer."""
+        call_id = kw.pop("call_id", None) or secrets.token_hex(8)
+        self.send_raw(self.build(method, uri, call_id=call_id, **kw))
+        response = await self.final()
+        if not auth or response.status not in (401, 407):
+            return response
+        name = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        challenge = next(
+            v for v in response.headers.get_all(name) if f"algorithm={self.algorithm}" in v
+        )
+        nonce = re.search(r'nonce="([^"]+)"', challenge).group(1)
+        self._nc += 1
+        cnonce = secrets.token_hex(4)
+        key = ha1(self.user, self.domain, self.password, self.algorithm)
+        digest = response_for(
+            key, algorithm=self.algorithm, method=method, uri=uri, nonce=nonce, nc=1, cnonce=cnonce
+        )
+        creds = Credentials(
+            username=self.user,
+            realm=self.domain,
+            nonce=nonce,
+            uri=uri,
+            response=digest,
+            algorithm=self.algorithm,
+            cnonce=cnonce,
+            qop="auth",
+            nc="00000001",
+        )
+        header = "Authorization" if response.status == 401 else "Proxy-Authorization"
+        headers = [*kw.pop("headers", []), (header, format_credentials(creds))]
+        self.send_raw(self.build(method, uri, call_id=call_id, headers=headers, **kw))
+        return await self.final()
+
+    async def register(self, expires: int = 300, contact: str | None = None, **kw: Any) -> Response:
+        host, port = self.local
+        contact = contact or f"<sip:{self.user}@{host}:{port};transport={self.transport}>"
+        headers = [("Contact", contact), ("Expires", str(expires)), *kw.pop("headers", [])]
+        return await self.request("REGISTER", f"sip:{self.domain}", headers=headers, **kw)
+
+    async def message(self, to_user: str, text: str, **kw: Any) -> Response:
+        headers = kw.pop("headers", None) or [("Content-Type", "text/plain;charset=UTF-8")]
+        return await self.request(
+            "MESSAGE",
+            f"sip:{to_user}@{self.domain}",
+            headers=headers,
+            body=text.encode(),
+            to=f"<sip:{to_user}@{self.domain}>",
+            **kw,
+        )
+
+    # -- the gateway's requests ----------------------------------------------------------------
+    async def incoming(self, timeout: float = 10.0) -> Request:
+        return await asyncio.wait_for(self.requests.get(), timeout)
+
+    def answer(self, request: Request, status: int) -> None:
+        self.send_raw(build_response(request, status, to_tag="app").to_bytes())
