@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -36,6 +37,7 @@ from sqlalchemy import func, select
 
 from bench.sip_load import PASSWORD, accounts_file, cpu_seconds, did_of, memory, raise_fd_limit
 from bench.smpp_accept import free_port
+from gateway import progress
 from gateway.smpp.codec import Framer, Pdu, decode, encode
 from gateway.smpp.constants import CommandId, Status
 from gateway.store.engine import make_engine
@@ -276,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         (folder / "app").mkdir()
         swarm = None
         spy = None
+        stack = contextlib.ExitStack()  # the progress display (a terminal only)
+        shown = stack.enter_context(progress.task(f"e2e, {args.count:,} messages", total=3))
         try:
+            shown.note("starting the gateway")
             if args.via_env:  # carrier -> env1 -> env4 -> app: the apps live in env4
                 env4_smpp = free_port()
                 config4 = provision(
@@ -306,7 +311,11 @@ def main(argv: list[str] | None = None) -> int:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
             out = Lines(swarm.stdout)
+            shown.advance()
+            shown.note(f"registering {args.users:,} apps")
             out.wait(r"^registered \d+", 120)
+            shown.advance()
+            shown.note("carrier -> gateway -> apps")
             if args.py_spy:
                 spy = subprocess.Popen(
                     ["py-spy", "record", "-p", str(gateways[0].pid), "-r", "200", "-f", "raw",
@@ -321,7 +330,9 @@ def main(argv: list[str] | None = None) -> int:
                 round(cpu_seconds(g.pid) - c, 1) for g, c in zip(gateways, cpu_before, strict=True)
             ]
             rss = [round(memory(g.pid).get("VmRSS", 0), 1) for g in gateways]
+            shown.advance()
         finally:
+            stack.close()
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(30)

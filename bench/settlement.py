@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 
 from billing import runs
 from billing.periods import Month
+from gateway import progress
 from gateway.store.engine import make_engine, migrate
 from gateway.store.schema import carriers, tariffs
 
@@ -141,11 +142,20 @@ def main(argv: list[str] | None = None) -> int:
             database = f"sqlite:///{Path(folder) / 'bench.db'}"
         engine = make_engine(database)
         try:
-            migrate(engine)
-            carrier = provision(engine)
-            filled = fill(engine, args.count)
-            first, outcome = timed_run(engine, carrier, args.profile)
-            second, again = timed_run(engine, carrier, None)
+            with progress.task(f"Settlement bench, {args.count:,} CDRs", total=4) as shown:
+                shown.note("creating the store")
+                migrate(engine)
+                carrier = provision(engine)
+                shown.advance()
+                shown.note("generating the CDRs")
+                filled = fill(engine, args.count)
+                shown.advance()
+                shown.note("settling the month")
+                first, outcome = timed_run(engine, carrier, args.profile)
+                shown.advance()
+                shown.note("settling it again (rebuild)")
+                second, again = timed_run(engine, carrier, None)
+                shown.advance()
         finally:
             engine.dispose()
             if schema is not None:

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 
 from billing import export, runs, usage
-from gateway import admin, render
+from gateway import admin, progress, render
 from gateway.errors import InvalidInput
 from gateway.provisioning import fields as F
 from gateway.store.engine import translated
@@ -290,10 +290,23 @@ def cdrs_export(obj: Any, carrier: str, first: str, last: str, fmt: str, out: st
     write = usage.write_csv if fmt == "csv" else usage.write_json
     with store(obj) as engine, engine.connect() as conn:
         [who] = runs.billing_of(conn, carrier)
-        rows = usage.itemised(conn, who, start, end)
-        if out == "-":
-            write(rows, sys.stdout)
-            return
-        with open(out, "w", encoding="utf-8", newline="") as f:
-            n = write(rows, f)
+        total = usage.count_itemised(conn, who, start, end)
+        with progress.task(f"Exporting {carrier}'s CDRs", total=total) as shown:
+            rows = counted(usage.itemised(conn, who, start, end), shown)
+            if out == "-":
+                write(rows, sys.stdout)
+                return
+            with open(out, "w", encoding="utf-8", newline="") as f:
+                n = write(rows, f)
     click.echo(f"wrote {n:,} CDRs to {out}")
+
+
+def counted(rows: Iterator[dict[str, Any]], shown: progress.Task) -> Iterator[dict[str, Any]]:
+    """``rows``, advancing the progress display every 1,000."""
+    n = 0
+    for row in rows:
+        yield row
+        n += 1
+        if n % 1000 == 0:
+            shown.advance(1000)
+    shown.advance(n % 1000)

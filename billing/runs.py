@@ -18,7 +18,7 @@ as ``adjustment`` lines. No timing window is involved, so no CDR is billed twice
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -33,6 +33,7 @@ from billing.fees import Fee, Tier
 from billing.periods import Month, parse_month, zone
 from billing.settlement import Group, Statement, build, is_billable
 from billing.tariffs import RateTable, rate_of
+from gateway import progress
 from gateway.errors import Conflict, NotFound
 from gateway.lifecycle import FINAL, MessageState
 from gateway.store.schema import (
@@ -411,8 +412,10 @@ def run_one(
     actor: str,
     now: datetime,
     finalise: bool = False,
+    note: Callable[[str], None] = lambda text: None,
 ) -> Outcome:
-    """Build (or rebuild) the draft of ``month``, or rebuild and freeze it (``finalise``)."""
+    """Build (or rebuild) the draft of ``month``, or rebuild and freeze it (``finalise``);
+    ``note`` hears what is being done (for a progress display)."""
     with engine.connect() as conn, conn.begin():
         existing = _settlement(conn, carrier.id, str(month))
         if existing is not None and existing["state"] == "final":
@@ -429,7 +432,9 @@ def run_one(
                     f"{month} is not over for {carrier.name} until {end:%Y-%m-%d %H:%M} UTC "
                     f"({carrier.timezone}): it cannot be finalised yet"
                 )
+        note(f"{carrier.name}: grouping and rating the CDRs of {month}")
         usage, late, statement, header = compute(conn, carrier, month)
+    note(f"{carrier.name}: writing the settlement")
     with engine.connect() as conn, conn.begin():
         # checked again in the writing transaction: another admin may have finalised meanwhile
         existing = _settlement(conn, carrier.id, str(month))
@@ -492,18 +497,27 @@ def run(
     finalise: bool = False,
 ) -> list[Outcome]:
     """``settlement run`` / ``finalise`` for one carrier, or every carrier (skipping, with
-    the reason, those whose month is final already)."""
+    the reason, those whose month is final already); a progress bar on a terminal."""
     month = parse_month(month_text)
     with engine.connect() as conn:
         chosen = billing_of(conn, carrier)
     out: list[Outcome] = []
-    for c in chosen:
-        try:
-            out.append(run_one(engine, c, month, actor=actor, now=now, finalise=finalise))
-        except Conflict as exc:
-            if carrier is not None:
-                raise
-            out.append(Outcome(c.name, str(month), "skipped", None, 0, 0, "", skipped=str(exc)))
+    verb = "Finalising" if finalise else "Settling"
+    with progress.task(f"{verb} {month}", total=len(chosen)) as shown:
+        for c in chosen:
+            try:
+                out.append(
+                    run_one(
+                        engine, c, month, actor=actor, now=now, finalise=finalise,
+                        note=shown.note,
+                    )
+                )  # fmt: skip
+            except Conflict as exc:
+                if carrier is not None:
+                    raise
+                skipped = Outcome(c.name, str(month), "skipped", None, 0, 0, "", skipped=str(exc))
+                out.append(skipped)
+            shown.advance()
     return out
 
 

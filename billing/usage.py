@@ -78,6 +78,14 @@ def per_day(conn: Connection, carrier: CarrierBilling, first: date, last: date) 
     return rows
 
 
+def count_itemised(conn: Connection, carrier: CarrierBilling, first: date, last: date) -> int:
+    """How many CDRs :func:`itemised` yields for the same arguments."""
+    check_range(first, last)
+    tz = carrier.tz
+    where = in_period(carrier.id, day_start(first, tz), day_end(last, tz))
+    return int(conn.execute(select(func.count()).select_from(cdrs).where(where)).scalar_one())
+
+
 def itemised(conn: Connection, carrier: CarrierBilling, first: date, last: date) -> Iterator[dict]:
     """The carrier's CDRs accepted from ``first`` through ``last`` (its zone), oldest first."""
     check_range(first, last)

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from gateway import progress
 from gateway.errors import GatewayError, InvalidInput
 from gateway.provisioning import audit
 from gateway.provisioning.base import Context, Kind, Record
@@ -146,26 +147,33 @@ def _release_moving_dids(ctx: Context, changes: list[Change]) -> None:
 
 
 def execute(ctx: Context, changes: list[Change]) -> None:
-    """Carry out ``plan``'s changes in the caller's transaction, each one audited."""
+    """Carry out ``plan``'s changes in the caller's transaction, each one audited (a
+    progress bar on a terminal: a big file takes a while)."""
     if any(c.kind.name == "account" for c in changes):
         _release_moving_dids(ctx, changes)
-    for c in changes:
-        try:
-            if c.action == "create":
-                assert c.after is not None
-                c.kind.insert(ctx, c.after)
-            elif c.action == "update":
-                assert c.after is not None
-                c.kind.update(ctx, c.key, c.after)
-            else:
-                c.kind.delete(ctx, c.key)
-        except InvalidInput as exc:
-            raise exc.under(c.where) from None
-        except GatewayError as exc:
-            raise type(exc)(f"{c.where}: {exc}") from None
-        after = None
-        if c.action != "delete":  # from the parsed record: no re-read per change in big files
+    with progress.task("Applying", total=len(changes)) as shown:
+        for c in changes:
+            _execute_one(ctx, c)
+            shown.advance()
+
+
+def _execute_one(ctx: Context, c: Change) -> None:
+    try:
+        if c.action == "create":
             assert c.after is not None
-            public = {f: c.after[f] for f in c.kind.public_fields}
-            after = audited(public, c.kind, c.after)
-        audit.record(ctx, c.action, c.kind.name, c.key, c.before, after)
+            c.kind.insert(ctx, c.after)
+        elif c.action == "update":
+            assert c.after is not None
+            c.kind.update(ctx, c.key, c.after)
+        else:
+            c.kind.delete(ctx, c.key)
+    except InvalidInput as exc:
+        raise exc.under(c.where) from None
+    except GatewayError as exc:
+        raise type(exc)(f"{c.where}: {exc}") from None
+    after = None
+    if c.action != "delete":  # from the parsed record: no re-read per change in big files
+        assert c.after is not None
+        public = {f: c.after[f] for f in c.kind.public_fields}
+        after = audited(public, c.kind, c.after)
+    audit.record(ctx, c.action, c.kind.name, c.key, c.before, after)
