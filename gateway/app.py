@@ -181,7 +181,9 @@ async def run(config: Config, engine: Engine) -> None:
     routes = RoutingCache(engine)
     await loop.run_in_executor(None, routes.load)
     smpp = SmppServer(config, engine, writer, directory)
-    sip = SipServer(config, engine, writer, accounts)
+    # nonces signed with a key from the key file: still valid after a restart and on every
+    # node sharing it, so apps re-registering with their last nonce are not refused
+    sip = SipServer(config, engine, writer, accounts, nonce_secret=box.derive("sip nonces"))
     pipeline = Pipeline(config, writer, routes, accounts, directory, plugins)
     connections = ConnectionManager(config, engine, writer, box, pipeline)
     pipeline.sip, pipeline.outbox, pipeline.connections = sip, smpp.outbox, connections

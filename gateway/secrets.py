@@ -121,6 +121,7 @@ class SecretBox:
     def __init__(self, key: bytes, source: str = "the secret key") -> None:
         """``key``: a Fernet key (32 url-safe base64 bytes); ``source`` names it in errors."""
         self._fernet = Fernet(key)
+        self._key = key
         self._source = source
 
     def __repr__(self) -> str:
@@ -180,6 +181,12 @@ class SecretBox:
                 f"key file {name} does not hold a Fernet key (32 url-safe base64-encoded bytes): "
                 "restore it from backup or run 'gatewayctl init' on a fresh install",
             ) from None
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key for ``purpose`` (HMAC-SHA256 of it under the key file's key): the
+        same on every node sharing the key file and across restarts, and useless for
+        decrypting anything."""
+        return hmac.new(self._key, purpose.encode("utf-8"), hashlib.sha256).digest()
 
     def encrypt(self, plain: str) -> str:
         """A token (url-safe base64 text) that only this key decrypts."""

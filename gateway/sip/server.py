@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -242,10 +243,10 @@ class SipServer:
 
     def _dispatch(self, transaction: ServerTransaction, flow: Flow, now: datetime) -> None:
         request = transaction.request
-        max_forwards = request.headers.get("max-forwards")
-        if max_forwards is not None and max_forwards.strip() == "0":
-            self.respond(transaction, 483)
-        elif request.method == "OPTIONS":
+        # Max-Forwards 0 is no reason to refuse: the gateway is the endpoint of every request it
+        # takes (registrar, MESSAGE store-and-forward, OPTIONS), not a proxy (RFC 4475 zeromf;
+        # loops between environments are stopped by the env path instead)
+        if request.method == "OPTIONS":
             self.respond(transaction, 200, extra=[("Allow", ALLOWED), ("Accept", "text/plain")])
         elif request.method == "REGISTER":
             self._register(transaction, flow, now)
@@ -367,7 +368,8 @@ class SipServer:
         header = request.headers.get("proxy-authorization" if proxy else "authorization")
         if header is None:  # lenient: some apps answer a 407 with Authorization, or vice versa
             header = request.headers.get("authorization" if proxy else "proxy-authorization")
-        if header is None:
+        if header is None or not _digest(header):
+            # none, or another scheme (Basic, ...): challenged for Digest (RFC 4475 regaut01)
             self._challenge(transaction, proxy=proxy, stale=False, now=now)
             return None
         try:
@@ -659,3 +661,11 @@ def _same_uri(digest_uri: str, request: Request) -> bool:
         and given.host.lower() == want.host.lower()
         and given.port == want.port
     )
+
+
+def _digest(header: str) -> bool:
+    """Whether credentials are in the Digest scheme (any case, RFC 7616 §3.4)."""
+    return _DIGEST.match(header) is not None
+
+
+_DIGEST = re.compile(r"[ \t]*digest(?:[ \t]|$)", re.IGNORECASE)

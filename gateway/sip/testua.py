@@ -35,6 +35,7 @@ class TestUA:
     responses: asyncio.Queue = field(default_factory=asyncio.Queue)
     requests: asyncio.Queue = field(default_factory=asyncio.Queue)
     pongs: asyncio.Queue = field(default_factory=asyncio.Queue)
+    nonce: str | None = None  # the last nonce a challenge gave
     _cseq: int = 0
     _nc: int = 0
 
@@ -129,28 +130,28 @@ class TestUA:
         challenge = next(
             v for v in response.headers.get_all(name) if f"algorithm={self.algorithm}" in v
         )
-        nonce = re.search(r'nonce="([^"]+)"', challenge).group(1)
+        found = re.search(r'nonce="([^"]+)"', challenge)
+        assert found is not None, challenge
+        self.nonce = found.group(1)
         self._nc += 1
+        header = "Authorization" if response.status == 401 else "Proxy-Authorization"
+        headers = [*kw.pop("headers", []), (header, self.credentials(method, uri, self.nonce, 1))]
+        self.send_raw(self.build(method, uri, call_id=call_id, headers=headers, **kw))
+        return await self.final()
+
+    def credentials(self, method: str, uri: str, nonce: str, nc: int) -> str:
+        """The digest credentials (qop=auth) for a request with ``nonce`` and count ``nc``."""
         cnonce = secrets.token_hex(4)
         key = ha1(self.user, self.domain, self.password, self.algorithm)
         digest = response_for(
-            key, algorithm=self.algorithm, method=method, uri=uri, nonce=nonce, nc=1, cnonce=cnonce
-        )
-        creds = Credentials(
-            username=self.user,
-            realm=self.domain,
-            nonce=nonce,
-            uri=uri,
-            response=digest,
-            algorithm=self.algorithm,
+            key, algorithm=self.algorithm, method=method, uri=uri, nonce=nonce, nc=nc,
             cnonce=cnonce,
-            qop="auth",
-            nc="00000001",
-        )
-        header = "Authorization" if response.status == 401 else "Proxy-Authorization"
-        headers = [*kw.pop("headers", []), (header, format_credentials(creds))]
-        self.send_raw(self.build(method, uri, call_id=call_id, headers=headers, **kw))
-        return await self.final()
+        )  # fmt: skip
+        creds = Credentials(
+            username=self.user, realm=self.domain, nonce=nonce, uri=uri, response=digest,
+            algorithm=self.algorithm, cnonce=cnonce, qop="auth", nc=f"{nc:08x}",
+        )  # fmt: skip
+        return format_credentials(creds)
 
     async def register(self, expires: int = 300, contact: str | None = None, **kw: Any) -> Response:
         host, port = self.local

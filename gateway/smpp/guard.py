@@ -208,8 +208,11 @@ class AuthGuard:
 class TokenBucket:
     """Token bucket: ``rate`` tokens (message segments) per second, at most ``burst`` saved up.
 
-    The bucket starts full at the first call. A request for more than ``burst`` tokens can never
-    be granted. Time going backwards (it should not, on a monotonic clock) refills nothing.
+    The bucket starts full at the first call. A request for more than ``burst`` tokens (a
+    long message from a carrier with a low throughput) is granted when the bucket is full and
+    leaves it in debt, paid back at ``rate`` before anything else passes; over time no more
+    than ``rate`` passes either way. Time going backwards (it should not, on a monotonic
+    clock) refills nothing.
     """
 
     def __init__(self, rate: float, burst: float | None = None) -> None:
@@ -234,19 +237,23 @@ class TokenBucket:
         if n < 0:
             raise ValueError(f"cannot take a negative number of tokens: {n}")
         self._refill(now)
-        if n > self.burst or self._tokens + _EPSILON < n:
+        if n > self.burst:
+            if self._tokens + _EPSILON < self.burst:
+                return False
+            self._tokens -= n  # the whole of it passes; the debt is paid back at ``rate``
+            return True
+        if self._tokens + _EPSILON < n:
             return False
         self._tokens = max(0.0, self._tokens - n)
         return True
 
     def wait_time(self, n: int, now: float) -> float:
-        """Seconds until ``n`` tokens will be available (``math.inf`` if ``n`` > ``burst``)."""
+        """Seconds until :meth:`take` of ``n`` will succeed (for more than ``burst``: until
+        the bucket is full)."""
         if n < 0:
             raise ValueError(f"cannot wait for a negative number of tokens: {n}")
-        if n > self.burst:
-            return math.inf
         self._refill(now)
-        deficit = n - self._tokens
+        deficit = min(n, self.burst) - self._tokens
         if deficit <= _EPSILON:
             return 0.0
         return deficit / self.rate

@@ -63,7 +63,9 @@ COUNTED = frozenset(
     {CommandId.SUBMIT_SM, CommandId.DATA_SM, CommandId.QUERY_SM, CommandId.CANCEL_SM}
 )  # requests whose answers /metrics counts by status
 MAX_WRITER_BACKLOG = 50_000  # beyond this, submissions are answered ESME_RMSGQFUL
-CREDENTIAL_FAILURES = (Status.ESME_RINVSYSID, Status.ESME_RINVPASWD, Status.ESME_RBINDFAIL)
+# refusals that count towards blocking the address: guessing (a wrong system_id or password,
+# or a bind from outside the carrier's networks); a full or disabled carrier is no guess
+CREDENTIAL_FAILURES = (Status.ESME_RINVSYSID, Status.ESME_RINVPASWD)
 
 
 def utcnow() -> datetime:
@@ -296,9 +298,14 @@ class SmppServer:
         rows = await asyncio.get_running_loop().run_in_executor(None, self._load_parts)
         for row in rows:
             ref = int(row["group_key"].rsplit("|", 2)[1])
-            whole = self.reassembler.add(
-                row["group_key"], ref, row["total"], row["seq"], row["payload"], row["accepted_at"]
-            )
+            try:
+                whole = self.reassembler.add(
+                    row["group_key"], ref, row["total"], row["seq"], row["payload"],
+                    row["accepted_at"],
+                )  # fmt: skip
+            except SmppError as exc:  # stored by a version that did not check it first
+                log.warning("stored part %d cannot join its group: %s", row["id"], exc)
+                continue
             if whole is not None:
                 assemble = AssembleOp(
                     row["group_key"],
@@ -458,7 +465,8 @@ class SmppConnection(asyncio.Protocol):
                 self._flush()  # the bind_resp goes before any deliver_sm
                 server.outbox.bound(self, self.carrier.id)
         else:
-            if status in CREDENTIAL_FAILURES and verdict.allowed:
+            guessing = status in CREDENTIAL_FAILURES or reason.startswith("address ")
+            if guessing and verdict.allowed:
                 server.guard.failed(self.address, loop.time())
             log.warning(
                 "bind refused for system_id %r from %s: %s", system_id, self.address, reason
@@ -527,11 +535,14 @@ class SmppConnection(asyncio.Protocol):
             SMPP_THROTTLED.labels("in", carrier.name).inc()
             self.respond(pdu, Status.ESME_RTHROTTLED)
             return
-        if sub.concat is not None and not server.reassembler.has_room_for(
-            group_key(carrier.id, sub), sub.concat[0]
-        ):
-            self.respond(pdu, Status.ESME_RMSGQFUL)
-            return
+        if sub.concat is not None:
+            ref, total, seq = sub.concat
+            try:  # refused now, not once stored and acknowledged (it could never be joined)
+                server.reassembler.check(group_key(carrier.id, sub), ref, total, seq, sub.part)
+            except SmppError as exc:
+                log.info("carrier %s: %s part refused: %s", carrier.name, pdu.name, exc)
+                self.respond(pdu, exc.status)
+                return
         if server.writer.pending >= MAX_WRITER_BACKLOG:
             self.respond(pdu, Status.ESME_RMSGQFUL)
             return

@@ -371,14 +371,10 @@ class Reassembler:
     def __len__(self) -> int:
         return len(self._groups)
 
-    def has_room_for(self, key: Hashable, ref: int) -> bool:
-        """Whether a part of group (key, ref) would be taken (its group exists or fits)."""
-        return (key, ref) in self._groups or len(self._groups) < self.max_pending
-
-    def add(
-        self, key: Hashable, ref: int, total: int, seq: int, payload: bytes, now: datetime
-    ) -> bytes | None:
-        """The whole payload, in seq order, once the last part is in; else None."""
+    def check(self, key: Hashable, ref: int, total: int, seq: int, payload: bytes) -> None:
+        """TextError (with its status) when :meth:`add` would refuse this part: asked before
+        a part is stored and acknowledged, so a part the store holds can always join its
+        group."""
         if not 0 <= ref <= 0xFFFF:
             raise TextError(Status.ESME_RINVESMCLASS, f"reference {ref} is not 16-bit")
         if total > MAX_PARTS:
@@ -388,18 +384,25 @@ class Reassembler:
             raise TextError(
                 Status.ESME_RINVMSGLEN, f"part of {len(payload)} octets, at most {self.max_part}"
             )
+        group = self._groups.get((key, ref))
+        if group is None and total > 1 and len(self._groups) >= self.max_pending:
+            raise TextError(Status.ESME_RMSGQFUL, f"{self.max_pending} concatenations pending")
+        if group is not None and group.total != total:
+            raise TextError(
+                Status.ESME_RINVESMCLASS, f"part says {total} parts, its group {group.total}"
+            )
+
+    def add(
+        self, key: Hashable, ref: int, total: int, seq: int, payload: bytes, now: datetime
+    ) -> bytes | None:
+        """The whole payload, in seq order, once the last part is in; else None."""
+        self.check(key, ref, total, seq, payload)
         if total == 1:
             return payload
         gid = (key, ref)
         group = self._groups.get(gid)
         if group is None:
-            if len(self._groups) >= self.max_pending:
-                raise TextError(Status.ESME_RMSGQFUL, f"{self.max_pending} concatenations pending")
             group = self._groups[gid] = _Group(total, now + self.timeout, {})
-        elif group.total != total:
-            raise TextError(
-                Status.ESME_RINVESMCLASS, f"part says {total} parts, its group {group.total}"
-            )
         group.parts.setdefault(seq, payload)  # a repeated part keeps its first copy
         if len(group.parts) < total:
             return None

@@ -53,3 +53,40 @@ def test_account_added_while_running_can_register(gateway):
     gateway.wait_for_log(r"sip: 2 accounts \(was 1\)")  # the node's periodic reload
     assert register(port, "udp", user="4444", password="new-Secret-4") == 200
     assert gateway.stop() == 0
+
+
+def test_a_nonce_stays_good_across_a_restart(gateway):
+    """An app that re-registers after the gateway restarted, with the nonce it was given
+    before, is accepted (the nonce key comes from the key file), not refused 403 (and
+    counted as a guess) as it was with a key made at each start."""
+    gateway.extra["sip"] = SIP
+    gateway.write_config()
+    gateway.start()
+
+    async def first() -> tuple[int, str]:
+        ua = await RawUA("udp", ("127.0.0.1", gateway.sip_ports["udp"])).open()
+        try:
+            status = (await ua.register()).status
+            assert ua.nonce is not None
+            return status, ua.nonce
+        finally:
+            ua.close()
+
+    status, nonce = asyncio.run(first())
+    assert status == 200
+    assert gateway.stop() == 0
+    gateway.start()
+
+    async def again(count: int) -> int:
+        ua = await RawUA("udp", ("127.0.0.1", gateway.sip_ports["udp"])).open()
+        try:
+            uri = f"sip:{ua.domain}"
+            header = ("Authorization", ua.credentials("REGISTER", uri, nonce, count))
+            contact = ("Contact", f"<sip:1111@127.0.0.1:{ua.local[1]};transport=udp>")
+            ua.send_raw(ua.build("REGISTER", uri, headers=[contact, header]))
+            return (await ua.final()).status
+        finally:
+            ua.close()
+
+    assert asyncio.run(again(2)) == 200  # the same nonce, the next count: no new challenge
+    assert gateway.stop() == 0

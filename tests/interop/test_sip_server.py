@@ -246,6 +246,33 @@ def test_options_other_methods_and_malformed(ctl):
     run_sip(ctl, scenario)
 
 
+def test_max_forwards_zero_and_another_auth_scheme_as_rfc_4475_says(ctl):
+    """zeromf: the gateway is the endpoint, so Max-Forwards 0 is processed normally;
+    regaut01: credentials in a scheme it does not know get a Digest challenge (401)."""
+
+    async def scenario(server, ports):
+        ua = await RawUA("udp", ("127.0.0.1", ports["udp"])).open()
+        ua.send_raw(
+            ua.build("OPTIONS", f"sip:{DOMAIN}").replace(b"Max-Forwards: 70", b"Max-Forwards: 0")
+        )
+        assert (await ua.final()).status == 200
+        contact = ("Contact", f"<sip:1111@127.0.0.1:{ua.local[1]}>")
+        assert (await ua.request("REGISTER", f"sip:{DOMAIN}", headers=[contact])).status == 200
+        ua.send_raw(
+            ua.build("REGISTER", f"sip:{DOMAIN}", headers=[contact]).replace(
+                b"Max-Forwards: 70", b"Max-Forwards: 0"
+            )
+        )
+        assert (await ua.final()).status == 401  # challenged as usual, not 483
+        basic = ("Authorization", "Basic dXNlcjpwYXNz")
+        ua.send_raw(ua.build("REGISTER", f"sip:{DOMAIN}", headers=[contact, basic]))
+        challenge = await ua.final()
+        assert challenge.status == 401
+        assert "Digest" in challenge.headers.get("WWW-Authenticate")
+
+    run_sip(ctl, scenario)
+
+
 def test_retransmitted_register_gets_the_same_answer_once_processed(ctl):
     async def scenario(server, ports):
         ua = await RawUA("udp", ("127.0.0.1", ports["udp"])).open()

@@ -61,6 +61,9 @@ def running(make_env, sip_ua):
         ("a concatenation part 0 of 2", {"esm_class": 0x40,
                                           "short_message": b"\x05\x00\x03\x07\x02\x00hi"},
          Status.ESME_RINVESMCLASS),
+        ("a concatenation part over 160 octets",  # stored, it could never be joined
+         {"esm_class": 0x40, "short_message": b"\x05\x00\x03\x08\x02\x01" + b"x" * 161},
+         Status.ESME_RINVMSGLEN),
         ("a GSM escape as the last octet", {"short_message": b"price 5\x1b"},
          Status.ESME_RINVMSGLEN),
         ("header injection in the sender", {"source_addr": "Shop\r\nX-Evil: 1"},

@@ -338,3 +338,16 @@ def test_checks_refuse_non_text() -> None:
     with pytest.raises(InvalidInput) as caught:
         check_sip_password(None)  # type: ignore[arg-type]
     assert caught.value.reason == f"is not text: {SIP_PW_RULE}"
+
+
+def test_derived_keys_are_stable_per_key_and_purpose():
+    from cryptography.fernet import Fernet
+
+    from gateway.secrets import SecretBox
+
+    key = Fernet.generate_key()
+    one, same = SecretBox(key), SecretBox(key)
+    assert one.derive("sip nonces") == same.derive("sip nonces")  # another node, a restart
+    assert len(one.derive("sip nonces")) == 32
+    assert one.derive("sip nonces") != one.derive("something else")
+    assert SecretBox(Fernet.generate_key()).derive("sip nonces") != one.derive("sip nonces")
