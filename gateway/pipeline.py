@@ -66,6 +66,7 @@ from gateway.pipeline_store import (
     stage_final,
     stage_forwarded,
     stage_step,
+    state_counts,
     waiting_counts,
 )
 from gateway.queue import DeliveryQueue, LineState, Pending
@@ -164,6 +165,7 @@ class Pipeline:
         # yet taken by the peer); a number or a route at its limit is refused
         self.parked = WaitingCounts(delivery.max_stored_per_destination)
         self.waiting = WaitingCounts(delivery.max_waiting_per_route)
+        self.in_store: dict[str, int] = {}  # messages not ended yet, by state (counted, 30 s)
         self.queue = DeliveryQueue()
         self.in_flight: dict[int, Pending] = {}
         self.stats: Counter[str] = Counter()
@@ -341,13 +343,15 @@ class Pipeline:
         )
 
     async def _count_waiting(self) -> None:
-        """Count in the store the parked messages per number (numbers near the limit only)
-        and the messages waiting per route."""
+        """Count in the store the parked messages per number (numbers near the limit only),
+        the messages waiting per route, and the messages not ended yet by state."""
         assert self._loop is not None
-        for counts, query, what in (
-            (self.parked, parked_counts(max(1, self.parked.limit // 2)), "parked messages"),
-            (self.waiting, waiting_counts, "messages waiting for peers"),
-        ):
+        queries: list[tuple[Callable[[dict[str, int]], None], Any, str]] = [
+            (self.parked.recounted, parked_counts(max(1, self.parked.limit // 2)), "parked"),
+            (self.waiting.recounted, waiting_counts, "messages waiting for peers"),
+            (self._by_state, state_counts, "messages by state"),
+        ]
+        for keep, query, what in queries:
             done: asyncio.Future[list[Any]] = self._loop.create_future()
             self._read(query, lambda rows, error, done=done: _settle(done, rows, error))
             self.flush()
@@ -356,7 +360,10 @@ class Pipeline:
             except SQLAlchemyError as exc:
                 log.warning("counting %s failed: %s", what, exc)
                 continue
-            counts.recounted({key: int(n) for key, n in rows})
+            keep({key: int(n) for key, n in rows})
+
+    def _by_state(self, counts: dict[str, int]) -> None:
+        self.in_store = counts
 
     def _decide(self, view: MessageView) -> Decision:
         decision = self.routes.table.resolve(view.destination)

@@ -289,6 +289,17 @@ def parked_counts(at_least: int) -> Callable[[Connection], list[Any]]:
     return query
 
 
+def state_counts(conn: Connection) -> list[Any]:
+    """(state, messages) of the messages not ended yet (the index on state serves it)."""
+    return list(
+        conn.execute(
+            select(messages.c.state, func.count())
+            .where(messages.c.state.in_((*WAITING_STATES, "forwarded")))
+            .group_by(messages.c.state)
+        )
+    )
+
+
 def waiting_counts(conn: Connection) -> list[Any]:
     """(route, messages) of the messages waiting to be forwarded over each SMPP route."""
     return list(

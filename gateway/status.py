@@ -113,6 +113,7 @@ class Node:
             "in_flight": len(p.in_flight),
             "more_in_store": bool(p.store_backlog),
             "waiting_for_peers": p.waiting.snapshot(),
+            "in_store_by_state": dict(sorted(p.in_store.items())),
         }
 
     def _totals(self) -> dict[str, int]:
@@ -176,6 +177,11 @@ class Node:
         def store() -> Readings:
             return [((), 1 if self.writer.down is None else 0)]
 
+        def by_state() -> Readings:
+            counts = self.pipeline.in_store
+            states = ("accepted", "routed", "sending", "retry-wait", "forwarded")
+            return [((state,), counts.get(state, 0)) for state in states]
+
         return NodeCollector(
             {
                 "gateway_smpp_binds": ("Carrier binds now, by carrier.", ("carrier",), binds),
@@ -198,6 +204,10 @@ class Node:
                 ),
                 "gateway_store_available": (
                     "1 while the store takes writes, 0 during an outage.", (), store,
+                ),
+                "gateway_messages": (
+                    "Messages not ended yet, by state, as last counted in the store (every"
+                    " 30 s); ended ones: gateway_messages_ended_total.", ("state",), by_state,
                 ),
             }
         )  # fmt: skip

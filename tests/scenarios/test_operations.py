@@ -97,6 +97,7 @@ def test_metrics_health_and_status_during_a_scenario_run(make_env, sip_ua):
     assert value(found, "gateway_store_commit_seconds_count") > 0
     assert value(found, "gateway_store_available") == 1
     assert value(found, "gateway_queue_depth", lane="bulk") == 0
+    assert value(found, "gateway_messages", state="retry-wait") == 0  # counted at start
     assert value(found, "process_open_fds") > 0
     assert not any(name.endswith("_created") for name, _ in found)
     assert get(gw, "/nothing-here")[0] == 404

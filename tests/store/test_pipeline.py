@@ -270,6 +270,7 @@ def test_an_offline_number_takes_at_most_max_stored_messages(ctl):
         assert (refused.value.status, refused.value.sip) == (Status.ESME_RMSGQFUL, 486)
         assert "3 messages are already waiting for 964111222333" in refused.value.reason
         await h.pipeline._count_waiting()  # counted from the store: still full
+        assert h.pipeline.in_store == {"retry-wait": 3}  # /metrics gateway_messages
         with pytest.raises(Refused):
             await h.submit(JOHN, "still too many")
         john = h.pipeline.accounts.by_name("1111")
