@@ -303,7 +303,6 @@ class Pipeline:
                     sip=503,
                 )
             route = keys[0]
-            self.waiting.added(route)
             offline = None
         else:
             assert decision.local is not None
@@ -317,6 +316,7 @@ class Pipeline:
             self._hold(destination, validity_until, reason=offline)  # until a REGISTER
             line = LineState.HELD
         if line is not LineState.HELD and (destination not in self._more or lane == "priority"):
+            self._admitted(decision, route)
             return Admission(
                 "routed", lane, route, path=route_path, upstream=upstream, rewrite=rewrite
             )
@@ -327,6 +327,7 @@ class Pipeline:
                 sip=486,
             )
         self.parked.added(destination)
+        self._admitted(decision, route)
         if offline is not None:
             due = validity_until
         else:  # behind a retry wait, or behind parked messages still being read back
@@ -341,6 +342,11 @@ class Pipeline:
             upstream=upstream,
             rewrite=rewrite,
         )
+
+    def _admitted(self, decision: Decision, route: str) -> None:
+        """A message for a peer is admitted: it waits for the route until taken or ended."""
+        if decision.kind == "forward":
+            self.waiting.added(route)
 
     async def _count_waiting(self) -> None:
         """Count in the store the parked messages per number (numbers near the limit only),
