@@ -118,21 +118,8 @@ def stage_step(
     )
 
 
-def stage_final(
-    batch: Batch,
-    p: Pending,
-    state: str,
-    *,
-    reason: str | None,
-    error_code: int | None,
-    now: datetime,
-    id_style: IdStyle,
-    items: list[Item],
-    detail: str | None = None,
-) -> None:
-    """The final step, the CDR and the originator's receipts (``items`` gets the outbox
-    entries to hand to the outbox once committed)."""
-    stage_step(batch, p, state, reason=reason, error_code=error_code, final_at=now, detail=detail)
+def stage_cdr(batch: Batch, p: Pending, state: str, reason: str | None, now: datetime) -> None:
+    """The CDR of ``p``, ended in ``state`` at ``now`` (written once: a repeat is ignored)."""
     [cdr_id] = batch.new_ids(1)
     batch.add(
         cdrs,
@@ -154,6 +141,24 @@ def stage_final(
         ),
         ignore=True,
     )
+
+
+def stage_final(
+    batch: Batch,
+    p: Pending,
+    state: str,
+    *,
+    reason: str | None,
+    error_code: int | None,
+    now: datetime,
+    id_style: IdStyle,
+    items: list[Item],
+    detail: str | None = None,
+) -> None:
+    """The final step, the CDR and the originator's receipts (``items`` gets the outbox
+    entries to hand to the outbox once committed)."""
+    stage_step(batch, p, state, reason=reason, error_code=error_code, final_at=now, detail=detail)
+    stage_cdr(batch, p, state, reason, now)
     carrier = p.carrier_id
     if p.origin != "carrier" or carrier is None or not wants_receipt(p.registered_delivery, state):
         return

@@ -15,11 +15,13 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.admission import Admission
+from gateway.pipeline_store import pending_from_row, stage_cdr
 from gateway.smpp.accept import Submission
 from gateway.smpp.codec import Pdu, format_time
 from gateway.smpp.constants import Status
 from gateway.smpp.receipt import MESSAGE_STATE, format_message_id, parse_message_id
 from gateway.smpp.text import TextError, decode_text, is_binary
+from gateway.store.events import stage_event
 from gateway.store.schema import fragments, messages
 from gateway.store.writer import Batch
 
@@ -331,6 +333,9 @@ class QueryOp:
         )
 
 
+CANCELLED = "cancelled by the carrier (cancel_sm)"
+
+
 @dataclass
 class CancelOp:
     """cancel_sm of one message by id, while it is not yet delivered (§4.9)."""
@@ -363,13 +368,17 @@ class CancelOp:
                 .where(messages.c.id == found["id"], messages.c.state.in_(PENDING_STATES))
                 .values(
                     state="deleted",
-                    reason="cancelled by the carrier",
+                    reason=CANCELLED,
                     final_at=self.now,
                     next_attempt_at=None,
                 )
             )
             self.cancelled = result.rowcount == 1
             self.message_id = found["id"]
+            if self.cancelled and "origin" in found:  # a whole message: it ends like any other
+                p = pending_from_row(found)
+                stage_event(batch, p.id, "deleted", detail=CANCELLED, at=self.now)
+                stage_cdr(batch, p, "deleted", CANCELLED, self.now)
 
         batch.then(cancel)
 
