@@ -45,6 +45,7 @@ class Submission:
     concat: tuple[int, int, int] | None  # (ref, total, seq) of a part
     part: bytes  # a part's octets (UDH removed), kept until the message is whole
     segments: int  # SMS segments this submission counts for (throughput, billing)
+    alphabet: Alphabet = "gsm"  # what data_coding 0 means for this carrier (for the parts)
 
     def fields(self) -> dict[str, Any]:
         """The fields a message row takes from this submission."""
@@ -64,6 +65,7 @@ class Submission:
         out = self.fields()
         out["validity_until"] = self.validity_until.isoformat()
         out["schedule_at"] = self.schedule_at.isoformat() if self.schedule_at else None
+        out["alphabet"] = self.alphabet  # the whole text is decoded as the carrier meant it
         return out
 
 
@@ -202,4 +204,5 @@ def read_submission(pdu: Pdu, rules: Rules, now: datetime) -> Submission:
         concat=concat,
         part=data if concat is not None else b"",
         segments=segments,
+        alphabet=rules.default_alphabet,
     )

@@ -240,7 +240,8 @@ class SmppServer:
         text = None
         if not is_binary(data_coding):
             try:
-                text = decode_text(assemble.payload, data_coding)
+                alphabet = meta.get("alphabet", "gsm")
+                text = decode_text(assemble.payload, data_coding, default_alphabet=alphabet)
             except TextError:
                 return  # stored as failed, naming the reason
         carrier = self.directory.by_id(carrier_id) if carrier_id is not None else None

@@ -235,7 +235,9 @@ class AssembleOp:
             body = self.payload
         else:
             try:
-                text = decode_text(self.payload, data_coding)
+                text = decode_text(
+                    self.payload, data_coding, default_alphabet=self.meta.get("alphabet", "gsm")
+                )
             except TextError as exc:
                 state, reason = "failed", f"concatenated text cannot be decoded: {exc}"
                 body = self.payload

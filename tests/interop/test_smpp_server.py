@@ -398,7 +398,15 @@ def test_sar_tlvs_message_payload_and_a_latin1_carrier(gateway) -> None:
     latin = connect(gateway)
     latin.bind_transmitter(system_id="LATIN", password="latin123")
     assert submit(latin, "Grüße".encode("latin-1"), data_coding=0).status == 0
+    # and a concatenated one: its whole text is read as Latin-1 too, not as GSM
+    for seq, half in ((1, "Schöne "), (2, "Grüße!")):
+        udh = bytes([5, 0, 3, 0x42, 2, seq])
+        assert (
+            submit(latin, udh + half.encode("latin-1"), data_coding=0, esm_class=0x40).status == 0
+        )
+    # (the last part is answered once the whole message is stored)
     rows = {r["body_text"]: r for r in stored(gateway)}
+    assert "Schöne Grüße!" in rows, list(rows)
     assert rows["First half, second half."]["parts"] == 2
     assert rows["First half, second half."]["source"] == "9647701234567"
     assert long_text in rows, list(rows)
