@@ -573,7 +573,7 @@ class SipServer:
             request, branch = message_request(
                 binding.contact,
                 transport=binding.transport,
-                via=self.transports.via_address(binding.transport),
+                via=self.transports.via_address(binding.transport, binding.source[0]),
                 domain=self.domain,
                 from_user=from_user,
                 to_user=to_user,

@@ -225,6 +225,10 @@ class Bound:
     port: int
 
 
+WILDCARDS = frozenset({"0.0.0.0", "::"})  # noqa: S104 - recognised, never bound here
+MAX_LOCAL_CACHE = 10_000  # peers whose local address is remembered
+
+
 class SipTransports:
     """Every SIP socket of the node, and the flow table of stream connections."""
 
@@ -249,6 +253,7 @@ class SipTransports:
         self._client_tls = ssl.create_default_context()
         self._sweeper: asyncio.Task[None] | None = None
         self.refused = 0  # connections refused at the bound
+        self._local_for: dict[str, str] = {}  # peer address -> our address towards it
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -324,12 +329,31 @@ class SipTransports:
         flow = self._flows.get((transport, host, port))
         return flow if flow is not None and flow.open else None
 
-    def via_address(self, transport: str) -> tuple[str, int]:
-        """host and port to put in our Via/Contact for a transport."""
-        for bound in self.bound:
-            if bound.transport == transport:
-                return bound.host, bound.port
-        return self.bound[0].host, self.bound[0].port
+    def via_address(self, transport: str, peer: str | None = None) -> tuple[str, int]:
+        """host and port to put in our Via/Contact for a transport: for a listener on every
+        interface (0.0.0.0, ::), the local address the system would use to reach ``peer``
+        (a sent-by of 0.0.0.0 tells an app nothing)."""
+        chosen = next((b for b in self.bound if b.transport == transport), self.bound[0])
+        host = chosen.host
+        if peer is not None and host in WILDCARDS:
+            host = self._local_address(peer, host)
+        return host, chosen.port
+
+    def _local_address(self, peer: str, wildcard: str) -> str:
+        cached = self._local_for.get(peer)
+        if cached is not None:
+            return cached
+        family = socket.AF_INET6 if ":" in wildcard else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.connect((peer, 9))  # no packet is sent: only the route is looked up
+                local = str(probe.getsockname()[0])
+        except OSError:
+            return wildcard
+        if len(self._local_for) >= MAX_LOCAL_CACHE:
+            self._local_for.clear()
+        self._local_for[peer] = local
+        return local
 
     async def connect(self, transport: str, host: str, port: int, timeout: float) -> Flow:
         """Open a TCP (or TLS) connection to a peer that has none; raises OSError."""
