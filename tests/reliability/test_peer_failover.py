@@ -58,6 +58,7 @@ def test_a_peer_that_stops_answering_is_let_go_and_its_traffic_fails_over(make_e
     )  # fmt: skip
     env1.ctl.ok("policy", "add", "--pattern", "2224%", "--connection", HUNG)
     env1.wait_for_log(f"connection {HUNG} bound trx")
+    env1.wait_for_log(r"routing: \d+ DIDs, 2 policies \(version")  # the new policy in use too
     os.kill(env5.process.pid, signal.SIGSTOP)
     texts = [f"while env5 hangs {i}" for i in range(30)]
     with Carrier(env1.smpp_port) as tata:

@@ -59,6 +59,7 @@ def env_pair(make_env, pg_url, env4_extra=None, link_throughput=None, **extra):
     env4.ctl.ok("policy", "add", "--pattern", "964%", "--connection", "Messages to env1")
     env1.wait_for_log(f"connection {TO_ENV4} bound trx")
     env4.wait_for_log("connection Messages to env1 bound trx")  # picked up without a restart
+    env4.wait_for_log(r"routing: \d+ DIDs, 1 policies \(version")  # and its policy in use
     return env1, env4
 
 
