@@ -137,7 +137,7 @@ def run_change(
     emit_change(record, verb, k, as_json, notices)
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+json_option = render.json_option
 
 
 # -- server and database -----------------------------------------------------------------

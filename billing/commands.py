@@ -25,7 +25,7 @@ from gateway.store.schema import carriers, settlements
 
 FORMATS = ("csv", "json", "pdf")
 month_option = click.option("--month", required=True, metavar="YYYY-MM", help="The month.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+json_option = render.json_option
 
 
 @contextlib.contextmanager

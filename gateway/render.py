@@ -8,11 +8,15 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from gateway.provisioning.base import Record, json_ready
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+"""The ``--json`` flag every list/show command has (its parameter: ``as_json``)."""
 
 
 def to_json(data: Any) -> str:

@@ -274,7 +274,7 @@ def messages_group() -> None:
     "--limit", type=click.IntRange(1, MAX_LIST), default=50, show_default=True,
     help="At most this many, newest first.",
 )  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@render.json_option
 @click.pass_obj
 def messages_list(
     obj: Any,
@@ -300,7 +300,7 @@ def messages_list(
 @messages_group.command("show")
 @click.argument("message_id", metavar="ID")
 @click.option("--text", "with_text", is_flag=True, help="Show the message text as well.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@render.json_option
 @click.pass_obj
 def messages_show(obj: Any, message_id: str, with_text: bool, as_json: bool) -> None:
     """The whole life of one message: SMPP, routing, attempts, receipts, CDR.

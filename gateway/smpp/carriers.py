@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from sqlalchemy import Engine, select
 
@@ -80,14 +80,23 @@ class CarrierDirectory:
         return self._by_id.get(carrier_id)
 
 
-def bind_status(carrier: Carrier | None, password: str, address: str) -> tuple[int, str]:
-    """The answer to a bind and the reason to log (never the password). Blocking: scrypt."""
+class BindVerdict(NamedTuple):
+    status: int  # the bind_resp's command_status
+    reason: str  # to log (never the password)
+    guessing: bool = False  # counts towards blocking the address (AuthGuard)
+
+
+def bind_status(carrier: Carrier | None, password: str, address: str) -> BindVerdict:
+    """The answer to a bind. Guessing is a wrong system_id or password, or a bind from
+    outside the carrier's networks; a disabled carrier is not. Blocking: scrypt."""
     if carrier is None:
-        return Status.ESME_RINVSYSID, "unknown system_id"
+        return BindVerdict(Status.ESME_RINVSYSID, "unknown system_id", guessing=True)
     if not carrier.allows(address):
-        return Status.ESME_RBINDFAIL, f"address {address} not allowed for carrier {carrier.name}"
+        reason = f"address {address} not allowed for carrier {carrier.name}"
+        return BindVerdict(Status.ESME_RBINDFAIL, reason, guessing=True)
     if not verify_password(password, carrier.password_hash):
-        return Status.ESME_RINVPASWD, f"wrong password for carrier {carrier.name}"
+        reason = f"wrong password for carrier {carrier.name}"
+        return BindVerdict(Status.ESME_RINVPASWD, reason, guessing=True)
     if not carrier.enabled:
-        return Status.ESME_RBINDFAIL, f"carrier {carrier.name} is disabled"
-    return Status.ESME_ROK, f"carrier {carrier.name}"
+        return BindVerdict(Status.ESME_RBINDFAIL, f"carrier {carrier.name} is disabled")
+    return BindVerdict(Status.ESME_ROK, f"carrier {carrier.name}")

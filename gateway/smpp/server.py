@@ -63,9 +63,6 @@ COUNTED = frozenset(
     {CommandId.SUBMIT_SM, CommandId.DATA_SM, CommandId.QUERY_SM, CommandId.CANCEL_SM}
 )  # requests whose answers /metrics counts by status
 MAX_WRITER_BACKLOG = 50_000  # beyond this, submissions are answered ESME_RMSGQFUL
-# refusals that count towards blocking the address: guessing (a wrong system_id or password,
-# or a bind from outside the carrier's networks); a full or disabled carrier is no guess
-CREDENTIAL_FAILURES = (Status.ESME_RINVSYSID, Status.ESME_RINVPASWD)
 
 
 def utcnow() -> datetime:
@@ -428,12 +425,13 @@ class SmppConnection(asyncio.Protocol):
         if verdict.delay:
             await asyncio.sleep(verdict.delay)  # slows down guessing from this address
         system_id = str(pdu.params.get("system_id", ""))
+        guessing = False  # a full carrier (max_binds) is no guess either
         if not verdict.allowed:
             status, reason = Status.ESME_RBINDFAIL, "too many failed binds from this address"
         else:
             carrier = server.directory.by_system_id(system_id)
             password = str(pdu.params.get("password", ""))
-            status, reason = await loop.run_in_executor(
+            status, reason, guessing = await loop.run_in_executor(
                 None, bind_status, carrier, password, self.address
             )
             if status == Status.ESME_ROK:
@@ -466,8 +464,7 @@ class SmppConnection(asyncio.Protocol):
                 self._flush()  # the bind_resp goes before any deliver_sm
                 server.outbox.bound(self, self.carrier.id)
         else:
-            guessing = status in CREDENTIAL_FAILURES or reason.startswith("address ")
-            if guessing and verdict.allowed:
+            if guessing:
                 server.guard.failed(self.address, loop.time())
             log.warning(
                 "bind refused for system_id %r from %s: %s", system_id, self.address, reason
