@@ -134,26 +134,27 @@ def list_messages(
     return found
 
 
-def _find(conn: Connection, text: str) -> dict[str, Any]:
-    """The message ``text`` names: its id in decimal, else in hex (a carrier's receipt id)."""
+def _find(conn: Connection, text: str, hex_id: bool) -> dict[str, Any]:
+    """The message ``text`` names: its id in decimal, or in hex (``hex_id``, or letters in
+    it: the id a carrier with hex receipts was given). Never both: "10" is message 10."""
     text = text.strip()
-    candidates = []
-    if text.isdigit():
-        candidates.append(int(text))
-    if re.fullmatch(r"[0-9a-fA-F]{1,16}", text):
-        candidates.append(int(text, 16))
-    for number in candidates:
-        if number >= 1 << 63:
-            continue
+    if hex_id or not text.isdigit():
+        if re.fullmatch(r"[0-9a-fA-F]{1,16}", text) is None:
+            raise InvalidInput("ID", f"{text!r} is not a message id (decimal, or hex with --hex)")
+        number = int(text, 16)
+    else:
+        number = int(text)
+    row = None
+    if number < 1 << 63:
         row = conn.execute(select(messages).where(messages.c.id == number)).mappings().first()
-        if row is not None:
-            return dict(row)
-    raise NotFound(f"no message with id {text!r} in this environment")
+    if row is None:
+        raise NotFound(f"no message with id {text!r} in this environment")
+    return dict(row)
 
 
-def show_message(conn: Connection, text: str) -> dict[str, Any]:
+def show_message(conn: Connection, text: str, hex_id: bool = False) -> dict[str, Any]:
     """Everything the store knows of one message, for ``messages show``."""
-    row = _find(conn, text)
+    row = _find(conn, text, hex_id)
     names = Names(conn)
     mid = row["id"]
     events = [
@@ -300,14 +301,18 @@ def messages_list(
 @messages_group.command("show")
 @click.argument("message_id", metavar="ID")
 @click.option("--text", "with_text", is_flag=True, help="Show the message text as well.")
+@click.option(
+    "--hex", "hex_id", is_flag=True, help="ID is hex (as a carrier with hex receipts has it)."
+)
 @render.json_option
 @click.pass_obj
-def messages_show(obj: Any, message_id: str, with_text: bool, as_json: bool) -> None:
+def messages_show(obj: Any, message_id: str, with_text: bool, hex_id: bool, as_json: bool) -> None:
     """The whole life of one message: SMPP, routing, attempts, receipts, CDR.
 
-    ID is the message id (decimal, or the hex id a carrier with hex receipts was given)."""
+    ID is the message id in decimal, or in hex as a carrier with hex receipts was given it
+    (--hex, or implied when it has letters)."""
     with admin.session(obj.config, obj.actor) as ctx:
-        found = show_message(ctx.conn, message_id)
+        found = show_message(ctx.conn, message_id, hex_id)
     body = found["message"].pop("body_bytes")
     text = found["message"].pop("body_text")
     found["text_length"] = None if text is None else len(text)

@@ -182,5 +182,10 @@ def test_messages_show_follows_a_message_across_two_environments(make_env, pg_ur
     assert [m["id"] for m in listed] == [here["id"]]
     assert env1.ctl.ok("messages", "list", "--state", "failed", "--json").output.strip() == "[]"
     env1.ctl.refused("messages", "show", "999999999", contains="no message with id")
+    hex_id = format(here["id"], "x")  # as a carrier with hex receipts knows it
+    assert (
+        f"message {here['id']} in env1" in env1.ctl.ok("messages", "show", "--hex", hex_id).output
+    )
+    env1.ctl.refused("messages", "show", "nope!", contains="is not a message id")
     env1.ctl.refused("messages", "list", "--since", "soon", contains="--since")
     env1.ctl.refused("messages", "list", "--carrier", "NOPE", contains="NOPE")
