@@ -4,9 +4,10 @@
 A PDU for a carrier is written to the ``outbox`` table (durably, through the batch writer)
 and only then sent on one of the carrier's bound receiver or transceiver sessions, as their
 windows allow. It leaves the table when the carrier answers ESME_ROK; a temporary error or a
-timeout puts it back in line, a permanent error (or ``MAX_ATTEMPTS``) drops it with a log
-line. When no receiver is bound it waits; the carrier's next receiver bind loads it again.
-Memory holds at most ``MAX_QUEUED`` PDUs per carrier; the rest waits in the table.
+timeout puts it back in line after a growing delay (1 s doubling to 60 s), a permanent error
+(or ``MAX_ATTEMPTS``) drops it with a log line. When no receiver is bound it waits; the
+carrier's next receiver bind loads it again. Memory holds at most ``MAX_QUEUED`` PDUs per
+carrier; the rest waits in the table.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ log = logging.getLogger("gateway.smpp.outbox")
 MAX_QUEUED = 10_000
 LOAD_BATCH = 1_000
 MAX_ATTEMPTS = 10
+RETRY_FIRST = 1.0  # seconds before the first retry of a PDU; doubling up to RETRY_MAX
+RETRY_MAX = 60.0
 PERMANENT = frozenset({Status.ESME_RX_P_APPN, Status.ESME_RINVCMDID})
 
 
@@ -147,6 +150,7 @@ class Outbox:
         self._missed: set[int] = set()  # PDUs queued while a load was reading the table
         self._receivers: dict[int, list[SmppConnection]] = {}
         self.acknowledged = 0  # PDUs carriers answered ESME_ROK
+        self._delayed: dict[int, int] = {}  # per carrier: PDUs waiting out a retry delay
         self._waiters: list[asyncio.Future[None]] = []
 
     # -- what the rest of the gateway calls ------------------------------------------------
@@ -214,7 +218,21 @@ class Outbox:
             detail = f"{item.pdu.name} dropped after {item.attempts} attempts: {why}"
             self.writer.submit(_Remove(item.id, item.message_id, detail))
             return
-        self._lines.setdefault(item.carrier_id, deque()).append(item)
+        # a carrier that is throttling or slow is given time: 1 s, 2 s, 4 s ... 60 s at most
+        # (ten attempts span about five minutes), the rest of its line goes on meanwhile
+        delay = min(RETRY_FIRST * 2 ** (item.attempts - 1), RETRY_MAX)
+        self._delayed[item.carrier_id] = self._delayed.get(item.carrier_id, 0) + 1
+        asyncio.get_running_loop().call_later(delay, self._retry_due, item)
+
+    def _retry_due(self, item: Item) -> None:
+        cid = item.carrier_id
+        self._delayed[cid] -= 1
+        self._lines.setdefault(cid, deque()).append(item)
+        self.pump(cid)
+
+    def delayed(self, carrier_id: int) -> int:
+        """PDUs of the carrier waiting out a retry delay."""
+        return self._delayed.get(carrier_id, 0)
 
     # -- internals ------------------------------------------------------------------------
     def queued(self, item: Item) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 
 import smpplib.client
+import smpplib.consts
 import yaml
 from sqlalchemy import func, select
 
@@ -165,3 +166,38 @@ def test_a_carrier_disabled_while_bound_is_unbound(tmp_path, store_url) -> None:
 
     run_smpp(ctl, scenario)
     assert got[0].command == "unbind"
+
+
+def test_a_receipt_the_carrier_throttles_is_sent_again_after_a_delay(tmp_path, store_url) -> None:
+    """The carrier answers the first deliver_sm ESME_RTHROTTLED: the receipt is not sent again
+    at once (it waits out a delay, the carrier's line goes on), then it is, and is removed."""
+    ctl = provisioned(tmp_path, store_url)
+    answers = [smpplib.consts.SMPP_ESME_RTHROTTLED, 0]
+    got: list = []
+
+    def throttling_receiver(port: int) -> None:
+        client = smpplib.client.Client("127.0.0.1", port, timeout=20, allow_unknown_opt_params=True)
+        client.set_message_received_handler(lambda pdu: got.append(pdu) or answers.pop(0))
+        client.connect()
+        client.bind_receiver(system_id="TATA", password="tata1234")
+        while len(got) < 2:
+            client.read_once()
+        client.unbind()
+        client.disconnect()
+
+    async def scenario(server, port) -> None:
+        loop = asyncio.get_running_loop()
+        carrier = server.directory.by_system_id("TATA")
+        server.send_to_carrier(carrier.id, receipt_pdu("2001"), message_id=2001)
+        await server.writer.barrier()
+        receiving = loop.run_in_executor(None, throttling_receiver, port)
+        await server.outbox.changed()  # the throttled answer came back
+        assert server.outbox.delayed(carrier.id) == 1 and server.outbox.waiting(carrier.id) == 0
+        await receiving  # the second delivery came, after the delay
+        while server.outbox.acknowledged < 1:
+            await server.outbox.changed()
+        await server.writer.barrier()
+        assert outbox_rows(ctl) == 0 and server.outbox.delayed(carrier.id) == 0
+
+    run_smpp(ctl, scenario)
+    assert [p.receipted_message_id for p in got] == [b"2001", b"2001"]
