@@ -46,6 +46,7 @@ from gateway.smpp.esme import (
     ResponseReceived,
     ResponseTimedOut,
     State,
+    is_acknowledgement,
     is_receipt,
     read_receipt,
     submit_parts,
@@ -368,6 +369,10 @@ class SmppClient:
 
     # -- the peer's deliver_sm -------------------------------------------------------------
     def _incoming(self, link: _Link, pdu: Pdu) -> None:
+        if is_acknowledgement(pdu):  # an SME acknowledgement: nothing for us to do with it
+            log.debug("connection %s: SME acknowledgement answered", self.settings.name)
+            link.respond(pdu, Status.ESME_ROK)
+            return
         if not is_receipt(pdu):
             task = asyncio.get_running_loop().create_task(self._mo(link, pdu))
             self._tasks.add(task)

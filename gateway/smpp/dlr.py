@@ -81,7 +81,9 @@ def receipt_pdu(
             "replace_if_present_flag": 0,
             "data_coding": 0,
             "sm_default_msg_id": 0,
-            "short_message": body.encode("latin-1", errors="replace"),
+            # ASCII reads the same in GSM 03.38 and Latin-1, whatever the carrier's data_coding
+            # 0 means; a character outside it in the text excerpt becomes '?'
+            "short_message": body.encode("ascii", errors="replace"),
         },
     )
     pdu.set_tlv(Tag.receipted_message_id, message_id.encode("ascii") + b"\0")

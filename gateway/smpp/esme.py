@@ -599,12 +599,19 @@ def submit_parts(message: Outgoing, ref: int) -> list[Part]:
 
 # -- messages in: receipts ------------------------------------------------------------------
 RECEIPT_TYPES = frozenset({0x04, 0x20})  # esm_class bits 2-5: SMSC receipt, intermediate notice
+ACKNOWLEDGEMENT_TYPES = frozenset({0x08, 0x10})  # SME delivery / manual-user acknowledgement
 _STATE_NAMES = {value: name for name, value in MESSAGE_STATE.items()}
 
 
 def is_receipt(pdu: Pdu) -> bool:
     """A deliver_sm/data_sm carrying a delivery receipt (esm_class message type), not an MO."""
     return (int(pdu.params.get("esm_class", 0)) & 0x3C) in RECEIPT_TYPES
+
+
+def is_acknowledgement(pdu: Pdu) -> bool:
+    """An SME delivery or manual/user acknowledgement (esm_class 0x08, 0x10): neither a
+    receipt nor an MO; answered and let go."""
+    return (int(pdu.params.get("esm_class", 0)) & 0x3C) in ACKNOWLEDGEMENT_TYPES
 
 
 def read_receipt(pdu: Pdu, now: datetime) -> Receipt:

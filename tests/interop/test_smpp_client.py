@@ -365,6 +365,47 @@ def test_mo_reaches_on_mo_and_its_status_is_the_answer(tmp_path, store_url) -> N
     run_smpp(ctl, scenario, timeout=15)
 
 
+def test_an_sme_acknowledgement_from_the_peer_is_answered_and_let_go(tmp_path, store_url) -> None:
+    """esm_class 0x08 (SME delivery acknowledgement) and 0x10 (manual/user acknowledgement)
+    are neither a receipt nor an MO: answered ESME_ROK, not handed on (they were refused as
+    MO with ESME_RINVESMCLASS)."""
+    ctl = provisioned(tmp_path, store_url)
+
+    async def scenario(server, port) -> None:
+        answered: list[int] = []
+        real_answered = server.outbox.answered
+
+        def spy(item, status) -> None:
+            answered.append(status)
+            real_answered(item, status)
+
+        server.outbox.answered = spy
+        calls: list[Pdu] = []
+
+        async def on_mo(pdu: Pdu) -> int:
+            calls.append(pdu)
+            return Status.ESME_ROK
+
+        peer = Peer(port, on_mo=on_mo)
+        await peer.client.start()
+        await peer.reach("bound")
+        tata = server.directory.by_system_id("TATA").id
+        for esm_class in (0x08, 0x10):
+            ack = Pdu(CommandId.DELIVER_SM, 0, 0, {
+                "source_addr_ton": 1, "source_addr_npi": 1, "source_addr": "9647701234567",
+                "dest_addr_ton": 1, "dest_addr_npi": 1, "destination_addr": "964111222333",
+                "esm_class": esm_class, "short_message": b"ack",
+            })  # fmt: skip
+            server.send_to_carrier(tata, ack)
+        while server.outbox.acknowledged < 2:
+            await server.outbox.changed()
+        assert answered == [Status.ESME_ROK, Status.ESME_ROK]
+        assert calls == [] and peer.receipts.empty()
+        await peer.client.close()
+
+    run_smpp(ctl, scenario, timeout=15)
+
+
 def test_link_lost_or_unbound_by_the_server_reconnects_and_binds_again(tmp_path, store_url) -> None:
     ctl = provisioned(tmp_path, store_url)
 

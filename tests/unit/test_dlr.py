@@ -69,3 +69,15 @@ def test_receipt_reads_back_with_our_own_esme_reader(state, stat):
         assert receipt.dlvrd == 1 and pdu.tlv(Tag.network_error_code) is None
     else:
         assert receipt.err == 480 and pdu.tlv(Tag.network_error_code) == b"\x03\x01\xe0"
+
+
+def test_a_receipt_is_ascii_whatever_the_text():
+    """data_coding 0 means GSM for one carrier and Latin-1 for another: the receipt is ASCII,
+    which reads the same in both (the excerpt of an Arabic text becomes '?')."""
+    pdu = receipt_pdu(
+        message_id="4711", source="AsiaCell", source_ton=5, destination="964111222333",
+        state="delivered", err=0, submit_date=T, done_date=T, text="رمز 4711 Grüße",
+    )  # fmt: skip
+    body = pdu.params["short_message"]
+    assert body.isascii() and b"stat:DELIVRD" in body
+    assert body.endswith(b"text:??? 4711 Gr??e")
