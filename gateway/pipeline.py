@@ -437,11 +437,16 @@ class Pipeline:
         for did in account.dids:
             self._release(did)
 
-    def withdraw(self, message_id: int) -> Pending | bool | None:
-        """Take a queued message out for cancel_sm: the message, None when it is not in memory,
-        False when it is being sent right now (cannot be cancelled)."""
-        if message_id in self.in_flight:
-            return False
+    def withdraw(self, message_id: int, carrier_id: int | None = None) -> Pending | bool | None:
+        """Take a queued message out for cancel_sm: the message, None when it is not in memory
+        (or is another carrier's: left where it is), False when it is being sent right now
+        (cannot be cancelled)."""
+        sending = self.in_flight.get(message_id)
+        if sending is not None:
+            return False if carrier_id in (None, sending.carrier_id) else None
+        queued = self.queue.get(message_id)
+        if queued is None or carrier_id not in (None, queued.carrier_id):
+            return None
         return self.queue.remove(message_id)
 
     def restore(self, p: Pending) -> None:

@@ -170,6 +170,10 @@ class DeliveryQueue:
         self._by_id[message.id] = message
         self._list(line, message.lane)
 
+    def get(self, message_id: int) -> Pending | None:
+        """A message queued in memory, left in its place; None when it is not."""
+        return self._by_id.get(message_id)
+
     def remove(self, message_id: int) -> Pending | None:
         """Take a queued message out (cancel_sm); None when it is not queued in memory."""
         message = self._by_id.pop(message_id, None)

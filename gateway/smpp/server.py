@@ -503,7 +503,7 @@ class SmppConnection(asyncio.Protocol):
             except SmppError:
                 wanted = None
             if wanted is not None:
-                withdrawn = pipeline.withdraw(wanted)
+                withdrawn = pipeline.withdraw(wanted, carrier.id)
                 if withdrawn is False:
                     self.respond(pdu, Status.ESME_RCANCELFAIL)
                     return
@@ -514,7 +514,7 @@ class SmppConnection(asyncio.Protocol):
             if isinstance(withdrawn, Pending) and not cancelled:
                 pipeline.restore(withdrawn)
             elif cancelled and message_id is not None and not isinstance(withdrawn, Pending):
-                pipeline.withdraw(message_id)  # cancelled by a part's id: out of the queue too
+                pipeline.withdraw(message_id, carrier.id)  # cancelled by a part's id: out too
 
         op = CancelOp(self, pdu, carrier.id, carrier.receipt_id, now, on_done=done)
         self.server.writer.submit(op)

@@ -459,7 +459,10 @@ def test_cancel_takes_a_queued_message_out(ctl):
         h.sip.online.add(john)
         h.pipeline.max_in_flight = 0  # nothing goes out: the message stays queued
         mid = await h.submit(JOHN)
-        withdrawn = h.pipeline.withdraw(mid)
+        # another carrier's cancel leaves it where it is (the store then says it is unknown)
+        assert h.pipeline.withdraw(mid, carrier_id=h.tata + 1000) is None
+        assert h.pipeline.queue.get(mid) is not None
+        withdrawn = h.pipeline.withdraw(mid, carrier_id=h.tata)
         assert withdrawn is not None and withdrawn is not False and withdrawn.id == mid
         assert h.pipeline.withdraw(mid) is None
         h.pipeline.restore(withdrawn)
