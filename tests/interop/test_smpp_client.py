@@ -309,18 +309,24 @@ def test_peer_receipts_reach_on_receipt_with_the_peer_message_id(tmp_path, store
     run_smpp(ctl, scenario, timeout=15)
 
 
+def spy_answers(server) -> list[int]:
+    """The statuses the peer answers the server's deliver_sm with, in order."""
+    answered: list[int] = []
+    real_answered = server.outbox.answered
+
+    def spy(item, status) -> None:
+        answered.append(status)
+        real_answered(item, status)
+
+    server.outbox.answered = spy
+    return answered
+
+
 def test_mo_reaches_on_mo_and_its_status_is_the_answer(tmp_path, store_url) -> None:
     ctl = provisioned(tmp_path, store_url)
 
     async def scenario(server, port) -> None:
-        answered: list[int] = []
-        real_answered = server.outbox.answered
-
-        def spy(item, status) -> None:
-            answered.append(status)
-            real_answered(item, status)
-
-        server.outbox.answered = spy
+        answered = spy_answers(server)
         gate, called = asyncio.Event(), asyncio.Event()
         calls: list[Pdu] = []
 
@@ -372,14 +378,7 @@ def test_an_sme_acknowledgement_from_the_peer_is_answered_and_let_go(tmp_path, s
     ctl = provisioned(tmp_path, store_url)
 
     async def scenario(server, port) -> None:
-        answered: list[int] = []
-        real_answered = server.outbox.answered
-
-        def spy(item, status) -> None:
-            answered.append(status)
-            real_answered(item, status)
-
-        server.outbox.answered = spy
+        answered = spy_answers(server)
         calls: list[Pdu] = []
 
         async def on_mo(pdu: Pdu) -> int:

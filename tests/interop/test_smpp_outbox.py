@@ -49,11 +49,14 @@ def outbox_rows(ctl) -> int:
     return count
 
 
-def receive(port: int, bind: str, count: int) -> list:
-    """A carrier's receiver: bind, take ``count`` deliver_sm (smpplib answers each), unbind."""
+def receive(port: int, bind: str, count: int, answers: list[int] | None = None) -> list:
+    """A carrier's receiver: bind, take ``count`` deliver_sm (smpplib answers each, with the
+    next of ``answers`` when given, else ESME_ROK), unbind."""
     got = []
     client = smpplib.client.Client("127.0.0.1", port, timeout=20, allow_unknown_opt_params=True)
-    client.set_message_received_handler(lambda pdu: got.append(pdu))
+    client.set_message_received_handler(
+        lambda pdu: got.append(pdu) or (answers.pop(0) if answers else None)
+    )
     client.connect()
     getattr(client, bind)(system_id="TATA", password="tata1234")
     while len(got) < count:
@@ -175,25 +178,15 @@ def test_a_receipt_the_carrier_throttles_is_sent_again_after_a_delay(tmp_path, s
     answers = [smpplib.consts.SMPP_ESME_RTHROTTLED, 0]
     got: list = []
 
-    def throttling_receiver(port: int) -> None:
-        client = smpplib.client.Client("127.0.0.1", port, timeout=20, allow_unknown_opt_params=True)
-        client.set_message_received_handler(lambda pdu: got.append(pdu) or answers.pop(0))
-        client.connect()
-        client.bind_receiver(system_id="TATA", password="tata1234")
-        while len(got) < 2:
-            client.read_once()
-        client.unbind()
-        client.disconnect()
-
     async def scenario(server, port) -> None:
         loop = asyncio.get_running_loop()
         carrier = server.directory.by_system_id("TATA")
         server.send_to_carrier(carrier.id, receipt_pdu("2001"), message_id=2001)
         await server.writer.barrier()
-        receiving = loop.run_in_executor(None, throttling_receiver, port)
+        receiving = loop.run_in_executor(None, receive, port, "bind_receiver", 2, answers)
         await server.outbox.changed()  # the throttled answer came back
         assert server.outbox.delayed(carrier.id) == 1 and server.outbox.waiting(carrier.id) == 0
-        await receiving  # the second delivery came, after the delay
+        got.extend(await receiving)  # the second delivery came, after the delay
         while server.outbox.acknowledged < 1:
             await server.outbox.changed()
         await server.writer.barrier()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from gateway.config import SipListener
 from gateway.sip.message import DEFAULT_LIMITS
@@ -13,35 +14,34 @@ class Quiet:
     def on_bad(self, error, data, flow) -> None: ...
 
 
-def test_a_listener_on_every_interface_puts_the_route_to_the_app_in_the_via():
+def with_udp_listener(host: str, check: Callable[[SipTransports], None]) -> None:
     async def scenario() -> None:
         transports = SipTransports(
-            [SipListener(transport="udp", host="0.0.0.0", port=0)], Quiet(),
+            [SipListener(transport="udp", host=host, port=0)], Quiet(),
             limits=DEFAULT_LIMITS, idle_timeout=60, max_connections=10,
         )  # fmt: skip
         await transports.start()
         try:
-            [bound] = transports.bound
-            assert bound.host == "0.0.0.0"
-            assert transports.via_address("udp", "127.0.0.1") == ("127.0.0.1", bound.port)
-            assert transports.via_address("udp") == ("0.0.0.0", bound.port)  # no peer: as bound
+            check(transports)
         finally:
             await transports.close()
 
     asyncio.run(scenario())
+
+
+def test_a_listener_on_every_interface_puts_the_route_to_the_app_in_the_via():
+    def check(transports: SipTransports) -> None:
+        [bound] = transports.bound
+        assert bound.host == "0.0.0.0"
+        assert transports.via_address("udp", "127.0.0.1") == ("127.0.0.1", bound.port)
+        assert transports.via_address("udp") == ("0.0.0.0", bound.port)  # no peer: as bound
+
+    with_udp_listener("0.0.0.0", check)
 
 
 def test_a_listener_on_one_address_is_named_as_it_is():
-    async def scenario() -> None:
-        transports = SipTransports(
-            [SipListener(transport="udp", host="127.0.0.1", port=0)], Quiet(),
-            limits=DEFAULT_LIMITS, idle_timeout=60, max_connections=10,
-        )  # fmt: skip
-        await transports.start()
-        try:
-            port = transports.bound[0].port
-            assert transports.via_address("udp", "127.0.0.1") == ("127.0.0.1", port)
-        finally:
-            await transports.close()
+    def check(transports: SipTransports) -> None:
+        port = transports.bound[0].port
+        assert transports.via_address("udp", "127.0.0.1") == ("127.0.0.1", port)
 
-    asyncio.run(scenario())
+    with_udp_listener("127.0.0.1", check)
