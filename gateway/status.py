@@ -50,7 +50,7 @@ class Node:
             "uptime_seconds": round((now - self.started_at).total_seconds(), 1),
             "store": self._store(),
             "listeners": self._listeners(),
-            "binds": self._binds(now),
+            "binds": self._binds(),
             "connections": self._connections(),
             "registrations": self._registrations(now),
             "queue": self._queue(),
@@ -66,7 +66,7 @@ class Node:
         sip = [f"{b.transport} {b.host}:{b.port}" for b in self.sip.transports.bound]
         return {"smpp": smpp, "sip": sip}
 
-    def _binds(self, now: datetime) -> list[dict[str, Any]]:
+    def _binds(self) -> list[dict[str, Any]]:
         found = []
         for conn in sorted(self.smpp.connections, key=lambda c: (c.address, id(c))):
             if not conn.bound or conn.carrier is None:
@@ -157,7 +157,7 @@ class Node:
     def collector(self) -> NodeCollector:
         def binds() -> Readings:
             count: dict[str, int] = {}
-            for bind in self._binds(datetime.now(UTC)):
+            for bind in self._binds():
                 count[bind["carrier"]] = count.get(bind["carrier"], 0) + 1
             return [((name,), n) for name, n in sorted(count.items())]
 
