@@ -72,7 +72,9 @@ _ANY_RESPONSE = {
 _BOUND_COMMON = {
     CommandId.ENQUIRE_LINK: "enquire_link",
     CommandId.UNBIND: "unbind",
-    CommandId.UNBIND_RESP: "unbind_resp",
+    # bound, we have sent no unbind: an unbind_resp answers nothing of ours (counted); only
+    # UNBINDING takes one as the end of the session
+    CommandId.UNBIND_RESP: "response",
     CommandId.BIND_TRANSMITTER: "already_bound",
     CommandId.BIND_RECEIVER: "already_bound",
     CommandId.BIND_TRANSCEIVER: "already_bound",

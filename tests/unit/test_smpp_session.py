@@ -384,3 +384,10 @@ def test_requests_without_a_resp_pdu_are_answered_generic_nack(command_id, state
     answers = sent(session)
     assert [a.command_id for a in answers] == [CommandId.GENERIC_NACK] * 2
     assert answers[-1].sequence == 8
+
+
+def test_an_unbind_resp_nobody_asked_for_is_counted_not_an_end():
+    session = bound(CommandId.BIND_TRANSCEIVER)
+    [event] = session.receive_data(encode(Pdu(CommandId.UNBIND_RESP, 77)), T0)
+    assert isinstance(event, ProtocolError) and "for no request of ours" in event.reason
+    assert session.state is State.BOUND_TRX  # the carrier's bind goes on
