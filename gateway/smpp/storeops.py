@@ -408,7 +408,7 @@ class ExpireGroupOp:
                 conn.execute(
                     select(fragments)
                     .where(fragments.c.group_key == self.key, fragments.c.message_id.is_(None))
-                    .order_by(fragments.c.seq)
+                    .order_by(fragments.c.seq, fragments.c.id)
                 ).mappings()
             )
 
@@ -418,9 +418,11 @@ class ExpireGroupOp:
         if error is not None or not self.rows:
             return
         first = self.rows[0]
-        present = {row["seq"] for row in self.rows}
-        missing = [n for n in range(1, first["total"] + 1) if n not in present]
-        payload = b"".join(row["payload"] for row in self.rows)
+        by_seq: dict[int, bytes] = {}
+        for row in self.rows:  # in seq order, then id: a part sent twice counts once (first)
+            by_seq.setdefault(row["seq"], row["payload"])
+        missing = [n for n in range(1, first["total"] + 1) if n not in by_seq]
+        payload = b"".join(by_seq.values())
         self.writer.submit(
             AssembleOp(
                 self.key,
