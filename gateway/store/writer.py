@@ -187,6 +187,11 @@ class BatchWriter:
         return len(self._queue)
 
     @property
+    def engine(self) -> Engine:
+        """The store it writes to (for reads that need not wait in line with the writes)."""
+        return self._engine
+
+    @property
     def down(self) -> str | None:
         """Why the database is unavailable now, or None while it takes writes."""
         down = self._down
