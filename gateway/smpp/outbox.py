@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.smpp.codec import Pdu, decode, encode
@@ -135,6 +135,27 @@ class _Remove:
             log.warning("outbox row %d not removed: %s", self.pk, error)
 
 
+@dataclass
+class _Attempted:
+    """A PDU's failed attempts so far, kept with it (``MAX_ATTEMPTS`` holds across restarts)."""
+
+    pk: int
+    attempts: int
+    persistent = True
+
+    def stage(self, batch: Batch) -> None:
+        pk, attempts = self.pk, self.attempts
+        batch.then(
+            lambda conn: conn.execute(
+                update(outbox).where(outbox.c.id == pk).values(attempts=attempts)
+            )
+        )
+
+    def finish(self, error: BaseException | None) -> None:
+        if error is not None:
+            log.warning("outbox row %d: attempts not recorded: %s", self.pk, error)
+
+
 class Outbox:
     """Per-carrier lines of PDUs and their dispatch to bound receivers."""
 
@@ -221,6 +242,7 @@ class Outbox:
         # a carrier that is throttling or slow is given time: 1 s, 2 s, 4 s ... 60 s at most
         # (ten attempts span about five minutes), the rest of its line goes on meanwhile
         delay = min(RETRY_FIRST * 2 ** (item.attempts - 1), RETRY_MAX)
+        self.writer.submit(_Attempted(item.id, item.attempts))  # a restart goes on counting
         self._delayed[item.carrier_id] = self._delayed.get(item.carrier_id, 0) + 1
         asyncio.get_running_loop().call_later(delay, self._retry_due, item)
 

@@ -6,7 +6,7 @@ import asyncio
 import smpplib.client
 import smpplib.consts
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from gateway.smpp.codec import Pdu
 from gateway.smpp.constants import CommandId, Tag
@@ -42,11 +42,15 @@ def receipt_pdu(message_id: str, stat: str = "DELIVRD") -> Pdu:
 
 
 def outbox_rows(ctl) -> int:
+    return len(outbox_attempts(ctl))
+
+
+def outbox_attempts(ctl) -> list[int]:
     engine = make_engine(yaml.safe_load(ctl.config.read_text())["database"])
     with engine.connect() as conn:
-        count = conn.execute(select(func.count()).select_from(outbox)).scalar_one()
+        found = list(conn.execute(select(outbox.c.attempts).order_by(outbox.c.id)).scalars())
     engine.dispose()
-    return count
+    return found
 
 
 def receive(port: int, bind: str, count: int, answers: list[int] | None = None) -> list:
@@ -186,6 +190,8 @@ def test_a_receipt_the_carrier_throttles_is_sent_again_after_a_delay(tmp_path, s
         receiving = loop.run_in_executor(None, receive, port, "bind_receiver", 2, answers)
         await server.outbox.changed()  # the throttled answer came back
         assert server.outbox.delayed(carrier.id) == 1 and server.outbox.waiting(carrier.id) == 0
+        await server.writer.barrier()
+        assert outbox_attempts(ctl) == [1]  # kept with the PDU: a restart goes on counting
         got.extend(await receiving)  # the second delivery came, after the delay
         while server.outbox.acknowledged < 1:
             await server.outbox.changed()
