@@ -70,6 +70,17 @@ def receive(port: int, bind: str, count: int, answers: list[int] | None = None) 
     return got
 
 
+async def receive_all(server, port: int, count: int) -> list:
+    """``receive`` on a transceiver, then wait until the server has every answer written."""
+    got = await asyncio.get_running_loop().run_in_executor(
+        None, receive, port, "bind_transceiver", count
+    )
+    while server.outbox.acknowledged < count:
+        await server.outbox.changed()
+    await server.writer.barrier()
+    return got
+
+
 def test_receipt_waits_for_a_receiver_bind_then_is_delivered_and_removed(
     tmp_path, store_url
 ) -> None:
@@ -107,14 +118,7 @@ def test_receipts_survive_a_restart_of_the_gateway(tmp_path, store_url) -> None:
     seen: list = []
 
     async def after(server, port) -> None:
-        seen.extend(
-            await asyncio.get_running_loop().run_in_executor(
-                None, receive, port, "bind_transceiver", 1
-            )
-        )
-        while server.outbox.acknowledged < 1:
-            await server.outbox.changed()
-        await server.writer.barrier()
+        seen.extend(await receive_all(server, port, 1))
 
     run_smpp(ctl, after)
     assert [p.receipted_message_id for p in seen] == [b"77"]
@@ -140,14 +144,7 @@ def test_receipts_left_by_a_previous_process_are_sent_after_newer_ones_were_queu
     async def after(server, port) -> None:
         server.send_to_carrier(server.directory.by_system_id("TATA").id, receipt_pdu("13"), 13)
         await server.writer.barrier()  # queued while nobody is bound
-        seen.extend(
-            await asyncio.get_running_loop().run_in_executor(
-                None, receive, port, "bind_transceiver", 3
-            )
-        )
-        while server.outbox.acknowledged < 3:
-            await server.outbox.changed()
-        await server.writer.barrier()
+        seen.extend(await receive_all(server, port, 3))
 
     run_smpp(ctl, after)
     assert [p.receipted_message_id for p in seen] == [b"11", b"12", b"13"]  # oldest first
