@@ -3,8 +3,9 @@
 states, SIP registrations, the delivery queue by lane, what waits for peers, the store's
 health, and the running totals a ``gatewayctl status`` view turns into rates.
 
-``readiness`` is the /readyz check: the store answers a trivial query within two seconds
-and the writer is not in an outage, and every configured listener is bound.
+``readiness`` is the /readyz check: the store answers a trivial query within two seconds,
+the writer is not in an outage and can go on (it has not failed), and every configured
+listener is bound.
 """
 
 from __future__ import annotations
@@ -133,6 +134,8 @@ class Node:
     # -- /readyz ----------------------------------------------------------------------------
     async def readiness(self) -> list[str]:
         problems: list[str] = []
+        if self.writer.failure is not None:  # the node stops to be restarted (gateway/app.py)
+            problems.append(f"store writer: {self.writer.failure}")
         if self.writer.down is not None:
             problems.append(f"store: unavailable ({self.writer.down})")
         else:

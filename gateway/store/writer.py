@@ -7,8 +7,18 @@ table in one transaction, commits, and only then calls every operation's ``finis
 the loop. While one commit is on its way to disk the next batch gathers, so the cost of a
 durable commit is shared by all messages that arrived meanwhile.
 
-An operation whose staging fails fails alone. When the transaction fails, the batch is tried
-again one operation per transaction, so one bad row cannot refuse its neighbours.
+An operation whose staging fails fails alone (what it staged before failing is taken out of
+the batch). When the transaction fails, the batch is tried again one operation per
+transaction, so one bad row cannot refuse its neighbours.
+
+Nothing else stops the thread: an unexpected error (a bug, not the database's: a TypeError in
+a statement, a naive datetime in a row) fails the operations concerned with
+:class:`WriterError` (answered ESME_RSYSERR / SIP 500), is logged with its traceback and
+counted (``gateway_store_writer_errors_total``), and the thread goes on. When it cannot go on
+- ``BROKEN_AFTER`` transactions in a row failed that way, or the thread died anyway - the
+writer is *failed*: :attr:`BatchWriter.failure` says why, /readyz answers 503, new operations
+are refused at once, and :meth:`BatchWriter.failed` wakes the node, which stops with an error
+so that its supervisor (systemd) starts it again.
 
 When the database itself is unavailable (server down, connection lost, file locked, disk
 full or read-only), new traffic is refused at once - an operation fails and answers its
@@ -22,6 +32,7 @@ non-persistent operations without waiting for the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -34,7 +45,9 @@ from sqlalchemy import Dialect, Engine, Table
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from gateway.metrics import COMMIT_LATENCY, COMMIT_OPERATIONS
+from gateway.errors import GatewayError
+from gateway.metrics import COMMIT_LATENCY, COMMIT_OPERATIONS, WRITER_ERRORS
+from gateway.smpp.constants import Status
 from gateway.store.fastinsert import FastInsert, FastUpdate
 from gateway.store.ids import IdAllocator
 
@@ -45,6 +58,25 @@ RETRY_MAX = 2.0
 ID_HEADROOM = 5000
 """Ids kept at hand before each transaction, for the statements that stage rows inside it
 (receipts of a settled message: one per part)."""
+BROKEN_AFTER = 5
+"""Transactions failing in a row with an unexpected error (not the database's) after which
+the writer is failed: the node stops so that its supervisor restarts it."""
+
+
+class WriterError(GatewayError):
+    """An operation was not written because of an unexpected error inside the writer (a bug,
+    not the database): answered ESME_RSYSERR to a carrier and 500 to an app."""
+
+    status = Status.ESME_RSYSERR
+    sip = 500
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else '-'}"
 
 
 @dataclass(frozen=True)
@@ -68,6 +100,27 @@ class Batch:
         self.rows: dict[tuple[Table, bool], list[dict[str, Any]]] = {}
         self.updates: dict[UpdateSpec, list[dict[str, Any]]] = {}
         self.statements: list[Callable[[Connection], None]] = []
+
+    def mark(self) -> tuple[dict[Any, int], dict[Any, int], int]:
+        """Where the batch stands now, to :meth:`undo` an operation whose staging failed."""
+        return (
+            {key: len(rows) for key, rows in self.rows.items()},
+            {spec: len(rows) for spec, rows in self.updates.items()},
+            len(self.statements),
+        )
+
+    def undo(self, mark: tuple[dict[Any, int], dict[Any, int], int]) -> None:
+        """Drop what was staged since ``mark``."""
+        rows, updates, statements = mark
+        for key in list(self.rows):
+            del self.rows[key][rows.get(key, 0) :]
+            if not self.rows[key]:
+                del self.rows[key]
+        for spec in list(self.updates):
+            del self.updates[spec][updates.get(spec, 0) :]
+            if not self.updates[spec]:
+                del self.updates[spec]
+        del self.statements[statements:]
 
     def new_ids(self, count: int = 1) -> list[int]:
         return self._ids.take(count)
@@ -176,11 +229,41 @@ class BatchWriter:
         self._down: SQLAlchemyError | None = None  # why the last write found no database
         self._retry_at = 0.0
         self._delay = RETRY_MIN
+        self.errors = 0  # unexpected errors (not the database's), counted since the start
+        self._broken_run = 0  # transactions in a row that failed with an unexpected error
+        self._failure: str | None = None
+        self._failed: asyncio.Event | None = None
+        self._writing: list[Op] = []  # the operations being written now
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._thread = threading.Thread(target=self._run, name="batch-writer", daemon=True)
+        self._failed = asyncio.Event()
+        self._thread = threading.Thread(target=self._main, name="batch-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def failure(self) -> str | None:
+        """Why the writer cannot go on (the node must restart), or None while it works."""
+        thread = self._thread
+        if self._failure is None and thread is not None and not thread.is_alive():
+            return None if self._closing else "the writer thread is not running"
+        return self._failure
+
+    async def failed(self) -> str:
+        """Wait until the writer cannot go on; the reason."""
+        assert self._failed is not None
+        await self._failed.wait()
+        return self.failure or "the writer failed"
+
+    def _fail(self, reason: str) -> None:
+        """From the writer thread: the writer cannot go on."""
+        if self._failure is None:
+            log.critical("batch writer failed, the node must restart: %s", reason)
+            self._failure = reason
+        loop, event = self._loop, self._failed
+        if loop is not None and event is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody to tell
+                loop.call_soon_threadsafe(event.set)
 
     @property
     def pending(self) -> int:
@@ -202,8 +285,13 @@ class BatchWriter:
         with self._wake:
             if self._closing:
                 raise RuntimeError("the writer is closed")
-            self._queue.append(op)
-            self._wake.notify()
+            failure = self.failure
+            if failure is None:
+                self._queue.append(op)
+                self._wake.notify()
+                return
+        # nobody would write it: answered at once (the node is stopping to be restarted)
+        self._deliver([(op, WriterError(f"the store writer failed: {failure}"))])
 
     async def barrier(self) -> None:
         """Return once every operation submitted before this call is finished."""
@@ -220,6 +308,25 @@ class BatchWriter:
             self._thread.join(timeout)
 
     # -- writer thread ------------------------------------------------------------------
+    def _main(self) -> None:
+        """The thread: :meth:`_run` until closed; if it ever ends otherwise, the writer is
+        failed and what waits is answered with an error."""
+        reason = "the writer thread ended"
+        try:
+            self._run()
+            return
+        except BaseException as exc:  # logged, and the node told to restart
+            WRITER_ERRORS.labels("thread").inc()
+            log.critical("the batch writer thread died", exc_info=exc)
+            reason = f"the writer thread died: {_describe(exc)}"
+        finally:
+            if not self._closing or self._queue:
+                self._fail(reason)
+                with self._wake:
+                    left, self._queue = [*self._writing, *self._queue], deque()
+                self._writing = []
+                self._deliver([(op, WriterError(reason)) for op in left])
+
     def _run(self) -> None:
         while True:
             refused: list[tuple[Op, BaseException | None]] = []
@@ -249,18 +356,27 @@ class BatchWriter:
             if refused:
                 self._deliver(refused)
                 continue
-            self._write(ops)
+            self._writing = ops  # answered by _main if the thread dies while writing them
+            try:
+                self._write(ops)
+            except Exception as exc:  # noqa: BLE001 - a bug of the writer's: the thread goes on
+                # _write answers its operations last: none was answered
+                self._unexpected("thread", exc, len(ops))
+                self._deliver([(op, WriterError(f"not written: {_describe(exc)}")) for op in ops])
+            self._writing = []
 
     def _write(self, ops: list[Op]) -> None:
         results: list[tuple[Op, BaseException | None]] = []
         batch = Batch(self._ids)
         staged: list[Op] = []
         for op in ops:
+            mark = batch.mark()
             try:
                 op.stage(batch)
                 staged.append(op)
             except Exception as exc:  # noqa: BLE001 - the op's own error, reported to its sender
-                results.append((op, exc))
+                batch.undo(mark)  # what it staged before failing is not written
+                results.append((op, self._stage_error(op, exc)))
         try:
             self._ids.ensure(ID_HEADROOM)
             started = time.perf_counter()
@@ -271,6 +387,7 @@ class BatchWriter:
             self.commits += 1
             self.written += len(staged)
             results.extend((op, None) for op in staged)
+            self._broken_run = 0
             if self._down is not None:
                 log.warning("database available again; writing what waited")
                 self._down, self._delay = None, RETRY_MIN
@@ -284,7 +401,35 @@ class BatchWriter:
             else:
                 log.error("write failed: %s", exc)
                 results.extend((op, exc) for op in staged)
+        except Exception as exc:  # noqa: BLE001 - not the database's: a bug in a statement or row
+            if len(staged) > 1:
+                log.warning(
+                    "batch of %d failed (%s); writing one by one", len(staged), _describe(exc)
+                )
+                results.extend(self._one_by_one(staged))
+            else:
+                self._unexpected("batch", exc, len(staged))
+                results.extend((op, WriterError(f"not written: {_describe(exc)}")) for op in staged)
         self._deliver(results)
+
+    def _stage_error(self, op: Op, exc: Exception) -> BaseException:
+        """An operation's staging failed: its own error (a GatewayError, the database's) as it
+        is, anything else counted and logged as a bug and answered as WriterError."""
+        if isinstance(exc, GatewayError | SQLAlchemyError):
+            return exc
+        self.errors += 1
+        WRITER_ERRORS.labels("stage").inc()
+        log.error("staging %s failed", type(op).__name__, exc_info=exc)
+        return WriterError(f"not written: {_describe(exc)}")
+
+    def _unexpected(self, where: str, exc: BaseException, count: int) -> None:
+        """A transaction failed with an error that is not the database's."""
+        self.errors += 1
+        self._broken_run += 1
+        WRITER_ERRORS.labels(where).inc()
+        log.error("unexpected error writing %d operations", count, exc_info=exc)
+        if self._broken_run >= BROKEN_AFTER:
+            self._fail(f"{self._broken_run} writes in a row failed; last: {_describe(exc)}")
 
     def _keep(self, ops: list[Op], exc: SQLAlchemyError) -> None:
         """The database is unavailable: put ``ops`` back at the head of the queue, in order,
@@ -311,6 +456,7 @@ class BatchWriter:
                     batch.write(conn)
                 self.commits += 1
                 self.written += 1
+                self._broken_run = 0
                 out.append((op, None))
             except SQLAlchemyError as exc:
                 if unavailable(exc) and _persistent(op):  # the database went away meanwhile
@@ -319,7 +465,11 @@ class BatchWriter:
                 else:
                     out.append((op, exc))
             except Exception as exc:  # noqa: BLE001 - reported to the op's sender
-                out.append((op, exc))
+                if isinstance(exc, GatewayError):
+                    out.append((op, exc))
+                else:
+                    self._unexpected("batch", exc, 1)
+                    out.append((op, WriterError(f"not written: {_describe(exc)}")))
         if down is not None:
             self._keep(kept, down)
         return out
