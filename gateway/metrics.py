@@ -74,6 +74,27 @@ COMMIT_OPERATIONS = Counter(
     "Operations (messages stored, steps, outcomes, ...) written by the batch writer.",
     registry=REGISTRY,
 )
+WRITER_ERRORS = Counter(
+    "gateway_store_writer_errors",
+    "Unexpected errors (not the database's) in the batch writer, by where: stage (one"
+    " operation's staging), batch (a transaction), thread (the writer's own loop).",
+    ["where"],
+    registry=REGISTRY,
+)
+BACKGROUND_ERRORS = Counter(
+    "gateway_background_errors",
+    "Unexpected errors in background work (provisioning reload, retention, the pipeline's"
+    " tasks, SIP tasks), by task; the task was restarted or its message recovered.",
+    ["task"],
+    registry=REGISTRY,
+)
+PLUGIN_ERRORS = Counter(
+    "gateway_plugin_errors",
+    "Plugin hooks that raised, by plugin and hook (the plugin's on_error policy decides what"
+    " became of the message).",
+    ["plugin", "hook"],
+    registry=REGISTRY,
+)
 
 
 SIP_METHODS = frozenset(
