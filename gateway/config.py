@@ -726,6 +726,14 @@ class PluginConfig(_Checked):
     options: Mapping[str, Any] | None = setting(
         "The plugin's own settings (a mapping); the plugin checks them at start.", None
     )
+    on_error: Literal["reject", "accept"] = setting(
+        "What becomes of a message when the plugin's on_accept or on_route raises: reject"
+        " (closed: refused at admission with ESME_RSYSERR / SIP 500, or a later delivery"
+        " attempt fails and is retried) or accept (open: the message goes on as if the plugin"
+        " had returned nothing). Either way the error is logged and counted in"
+        " gateway_plugin_errors_total; on_outcome and on_waiting errors never stop a message.",
+        "reject",
+    )
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

@@ -80,7 +80,8 @@ from gateway.smpp.hops import PATH_TAG, UPSTREAM_TAG, check_path, extend, parse_
 from gateway.smpp.outbox import Item
 from gateway.smpp.receipt import Receipt
 from gateway.store.writer import Batch, BatchWriter, Op
-from plugins import MessageView, OutcomeEvent, PluginHost
+from gateway.tasks import forever, guarded, report
+from plugins import MessageView, OutcomeEvent, PluginFailure, PluginHost
 from routing.router import Decision
 
 if TYPE_CHECKING:
@@ -201,7 +202,7 @@ class Pipeline:
             if account is not None and self._online(account, now):
                 self._release(destination)
         self._load_backlog()
-        self._spawn(self._sweep_forever())
+        self._spawn(forever("pipeline sweep", self._sweep_forever), name="pipeline-sweep")
         if rows:
             log.info("pipeline: %d destinations have parked messages", len(rows))
 
@@ -279,15 +280,18 @@ class Pipeline:
             raise Refused(exc.reason, status=exc.status, sip=sip) from None
         rewrite: dict[str, str] = {}
         view = MessageView(origin, sender, source, destination, text, priority)
-        if self.plugins.has("on_accept"):
-            changed, refusal = self.plugins.accept(view)
-            if refusal is not None:
-                raise Refused(refusal, status=0x66, sip=403)  # ESME_RX_R_APPN
-            for name in ("source", "destination", "text"):
-                if getattr(changed, name) != getattr(view, name):
-                    rewrite[name] = getattr(changed, name)
-            view = changed
-        decision = self._decide(view)
+        try:
+            if self.plugins.has("on_accept"):
+                changed, refusal = self.plugins.accept(view)
+                if refusal is not None:
+                    raise Refused(refusal, status=0x66, sip=403)  # ESME_RX_R_APPN
+                for name in ("source", "destination", "text"):
+                    if getattr(changed, name) != getattr(view, name):
+                        rewrite[name] = getattr(changed, name)
+                view = changed
+            decision = self._decide(view)
+        except PluginFailure as exc:  # its policy is closed: nothing goes through unchecked
+            raise Refused(str(exc), status=exc.status, sip=exc.sip) from None
         if decision.kind == "reject":
             raise Refused(decision.reason)
         lane = self.lanes.lane(source=view.source, text=view.text, priority=priority)
@@ -474,7 +478,11 @@ class Pipeline:
             p = self.queue.pop()
             if p is None:
                 break
-            self._start(p, now)
+            try:
+                self._start(p, now)
+            except Exception as exc:  # noqa: BLE001 - a bug: reported, the message recovered
+                report("pipeline start", exc, p.id)
+                self._recover(p, exc)
         if self._store_backlog and len(self.queue) < self.max_queued // 2:
             self._load_backlog()
 
@@ -484,7 +492,13 @@ class Pipeline:
             self.queue.done(p.destination)
             return
         view = MessageView(p.origin, "", p.source, p.destination, p.text, p.priority)
-        decision = self._decide(view)
+        try:
+            decision = self._decide(view)
+        except PluginFailure as exc:  # the plugin's policy is closed: not sent unchecked
+            log.warning("message %d: %s; tried again later", p.id, exc, extra=about(p.id))
+            p.attempts += 1  # counts as an attempt: the retries back off, then it expires
+            self._attempt_failed(p, True, str(exc), None)
+            return
         if decision.kind == "reject":
             self._final(p, "rejected", decision.reason, None)
             self.queue.done(p.destination)
@@ -504,10 +518,27 @@ class Pipeline:
                 self.queue.done(p.destination)
                 return
             self._send(p)
-            self._spawn(self._deliver_sip(p, account))
+            self._spawn(self._guarded("sip delivery", p, self._deliver_sip(p, account)))
         else:
             self._send(p)
-            self._spawn(self._forward(p, decision))
+            self._spawn(self._guarded("smpp forward", p, self._forward(p, decision)))
+
+    def _guarded(self, task: str, p: Pending, work: Any) -> Any:
+        """``work`` (a message's delivery) whose unexpected error recovers the message."""
+        return guarded(task, work, lambda exc: self._recover(p, exc), message_id=p.id)
+
+    def _recover(self, p: Pending, exc: BaseException) -> None:
+        """An attempt ended with an unexpected error (already reported): it counts as a
+        failed attempt, retried by ``delivery.retry`` and expired when its validity ends, so
+        its destination is not blocked. Nothing to do when the message was settled before."""
+        line = self.queue.line(p.destination)
+        started = p.id in self.in_flight
+        if not started and (line is None or line.state is not LineState.BUSY):
+            return  # settled (or parked) before the error: its line moved on
+        if not started:  # failed before it went out: still an attempt
+            p.attempts += 1
+        reason = f"internal error: {type(exc).__name__}: {str(exc)[:160]}"
+        self._attempt_failed(p, True, reason, None)
 
     def _send(self, p: Pending) -> None:
         p.attempts += 1
@@ -525,8 +556,8 @@ class Pipeline:
                 to_user=f"+{p.destination}",
                 text=p.text,
             )
-        except Exception as exc:
-            log.exception("message %d: SIP delivery failed", p.id, extra=about(p.id))
+        except Exception as exc:  # noqa: BLE001 - reported (a traceback once per kind), retried
+            report("sip delivery", exc, p.id)
             self._attempt_failed(p, True, f"SIP delivery failed: {exc}", None)
             return
         if outcome.kind == "delivered":
@@ -785,7 +816,7 @@ class Pipeline:
             self._release(destination, now)
         self._sweeps += 1
         if self._sweeps % COUNT_SWEEP_EVERY == 0:
-            self._spawn(self._count_waiting())
+            self._spawn(guarded("pipeline count", self._count_waiting()))
         if self._sweeps % FORWARDED_SWEEP_EVERY == 0:
             self._ops_append(ExpireForwardedOp(now, self._id_style, after=self._expired_forwarded))
             self.flush()

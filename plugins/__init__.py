@@ -13,9 +13,16 @@ A plugin is an object with any of these methods (every hook is optional):
   registered (e.g. to wake the app with a push notification).
 - ``async start()`` / ``async close()``: called when the node starts and stops.
 
-Hooks run on the event loop and must not block; a hook that raises is logged and counted and
-the message goes on as if the plugin had returned None (a broken plugin cannot lose a
-message). A plugin is made by ``create(options)`` in a module of this package (``webhook``,
+Hooks run on the event loop and must not block. A hook that raises is logged and counted
+(``gateway_plugin_errors_total{plugin,hook}``); what becomes of the message is the plugin's
+``on_error`` policy (:class:`gateway.config.PluginConfig`) for ``on_accept`` and ``on_route``:
+``reject`` (the default: closed, so a broken content filter lets nothing through unchecked)
+raises :class:`PluginFailure`, which refuses the message at admission (ESME_RSYSERR / SIP
+500) or fails a delivery attempt (retried by ``delivery.retry``, expired at the end of its
+validity); ``accept`` goes on as if the plugin had returned None. ``on_outcome`` and
+``on_waiting`` only notify: their errors never change a message.
+
+A plugin is made by ``create(options)`` in a module of this package (``webhook``,
 ``content_filter``) or by an entry point in the group ``smpp_sip_gateway.plugins``; the
 config names it (``plugins: [{name: webhook, options: {...}}]``) and the plugin checks its
 options, raising :class:`PluginError` with the option's key and the reason.
@@ -34,6 +41,8 @@ from typing import Any
 
 from gateway.config import PluginConfig
 from gateway.errors import ConfigError, GatewayError
+from gateway.metrics import PLUGIN_ERRORS
+from gateway.smpp.constants import Status
 from routing.router import Decision
 
 log = logging.getLogger("gateway.plugins")
@@ -48,6 +57,21 @@ class PluginError(GatewayError):
         self.key = key
         self.reason = reason
         super().__init__(f"{key}: {reason}")
+
+
+class PluginFailure(GatewayError):
+    """A plugin whose policy is ``on_error: reject`` raised in ``on_accept`` or ``on_route``:
+    the message is not let through unchecked. Answered ESME_RSYSERR to a carrier and 500 to
+    an app (a fault of the gateway's, not of the message); the reason names the plugin and
+    the hook, never the plugin's exception (logged)."""
+
+    status = Status.ESME_RSYSERR
+    sip = 500
+
+    def __init__(self, plugin: str, hook: str) -> None:
+        self.plugin = plugin
+        self.hook = hook
+        super().__init__(f"plugin {plugin} failed in {hook}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,9 +153,18 @@ class PluginHost:
 
     HOOKS = ("start", "close", "on_accept", "on_route", "on_outcome", "on_waiting")
 
-    def __init__(self, plugins: Sequence[tuple[str, Any]] = ()) -> None:
+    def __init__(
+        self, plugins: Sequence[tuple[str, Any]] = (), on_error: Sequence[str] | None = None
+    ) -> None:
+        """``on_error``: each plugin's policy, in the same order (default: reject)."""
         self.plugins = list(plugins)
         self.errors: Counter[str] = Counter()
+        policies = list(on_error or ())
+        self._accepting = {
+            name
+            for i, (name, _) in enumerate(self.plugins)
+            if i < len(policies) and policies[i] == "accept"
+        }
         self._hooks = {
             hook: [
                 (name, getattr(plugin, hook))
@@ -146,6 +179,7 @@ class PluginHost:
         """Make every enabled plugin; ConfigError (file, ``plugins[i]...``, reason) if one
         cannot be found or refuses its options."""
         made: list[tuple[str, Any]] = []
+        policies: list[str] = []
         for index, config in enumerate(configs):
             if not config.enabled:
                 continue
@@ -163,7 +197,8 @@ class PluginHost:
                 made.append((config.name, factory(dict(config.options or {}))))
             except PluginError as exc:
                 raise ConfigError(source, f"{where}.options.{exc.key}", exc.reason) from None
-        return cls(made)
+            policies.append(config.on_error)
+        return cls(made, policies)
 
     def __len__(self) -> int:
         return len(self.plugins)
@@ -175,9 +210,16 @@ class PluginHost:
         return bool(self._hooks[hook])
 
     def _failed(self, name: str, hook: str) -> None:
+        """Log (the first ten times, with the traceback) and count a hook that raised; for
+        on_accept and on_route of a plugin whose policy is reject, raise PluginFailure."""
         self.errors[f"{name}.{hook}"] += 1
+        PLUGIN_ERRORS.labels(name, hook).inc()
+        closed = hook in ("on_accept", "on_route") and name not in self._accepting
         if self.errors[f"{name}.{hook}"] <= 10:
-            log.exception("plugin %s: %s failed (the message goes on without it)", name, hook)
+            then = "the message does not go on" if closed else "the message goes on without it"
+            log.exception("plugin %s: %s failed (%s)", name, hook, then)
+        if closed:
+            raise PluginFailure(name, hook)
 
     async def start(self) -> None:
         for name, hook in self._each("start"):
@@ -192,7 +234,8 @@ class PluginHost:
                 self._failed(name, "close")
 
     def accept(self, message: MessageView) -> tuple[MessageView, str | None]:
-        """The message as the plugins leave it, and a rejection reason (None: accepted)."""
+        """The message as the plugins leave it, and a rejection reason (None: accepted);
+        PluginFailure when a plugin whose policy is reject raised."""
         for name, hook in self._each("on_accept"):
             try:
                 verdict = hook(message)
@@ -213,6 +256,8 @@ class PluginHost:
         return message, None
 
     def route(self, message: MessageView, decision: Decision) -> Decision:
+        """The decision as the plugins leave it; PluginFailure when a plugin whose policy is
+        reject raised."""
         for name, hook in self._each("on_route"):
             try:
                 changed = hook(message, decision)

@@ -62,7 +62,7 @@ from gateway.sip.transaction import (
 )
 from gateway.sip.transport import Flow, SipTransports
 from gateway.smpp.guard import AuthGuard
-from gateway.store.writer import BatchWriter
+from gateway.store.writer import BatchWriter, WriterError
 from routing.numbers import normalise
 
 if TYPE_CHECKING:
@@ -520,6 +520,7 @@ class SipServer:
                     482: "Loop Detected",
                     483: "Too Many Hops",
                     486: "Busy Here",
+                    500: "Server Internal Error",
                     503: "Service Unavailable",
                 }
                 self.respond(
@@ -533,6 +534,9 @@ class SipServer:
         def done(row: dict[str, Any], error: BaseException | None) -> None:
             if error is not None:
                 log.warning("MESSAGE from %s not stored: %s", account.account_id, error)
+                if isinstance(error, WriterError):  # a bug of ours, not an unavailable store
+                    self.respond(transaction, error.sip, "Server Internal Error (not stored)")
+                    return
                 self.respond(
                     transaction, 503, "Service Unavailable (message not stored)", RETRY_LATER
                 )

@@ -96,7 +96,9 @@ class Refuser:
 
 
 def test_host_applies_rewrites_in_order_and_survives_a_broken_plugin():
-    host = PluginHost([("broken", Broken()), ("up", Rewriter())])
+    # on_error: accept (open): the broken plugin is skipped; the default (reject) is in
+    # tests/plugins/test_plugin_failure.py
+    host = PluginHost([("broken", Broken()), ("up", Rewriter())], ["accept", "reject"])
     changed, refusal = host.accept(view("abc"))
     assert (changed.text, refusal) == ("ABC", None)
     assert host.errors["broken.on_accept"] == 1
