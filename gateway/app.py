@@ -181,8 +181,9 @@ async def run(config: Config, engine: Engine) -> None:
     routes = RoutingCache(engine)
     await loop.run_in_executor(None, routes.load)
     smpp = SmppServer(config, engine, writer, directory)
-    # nonces signed with a key from the key file: still valid after a restart and on every
-    # node sharing it, so apps re-registering with their last nonce are not refused
+    # nonces signed with a key from the key file: one from before a restart (or from another
+    # node sharing it) is recognised as ours and answered with a stale challenge (the app
+    # retries at once), not refused; a per-boot epoch keeps it from being accepted again
     sip = SipServer(config, engine, writer, accounts, nonce_secret=box.derive("sip nonces"))
     pipeline = Pipeline(config, writer, routes, accounts, directory, plugins)
     connections = ConnectionManager(config, engine, writer, box, pipeline)

@@ -21,10 +21,17 @@ Decisions:
   we serve (Zoiper, PJSIP, Linphone) always answer ``qop=auth`` when it is offered.
   ``auth-int``, the ``-sess`` algorithms, ``username*`` and ``userhash=true`` are refused at
   parse time (400): we never offer them.
-* Nonces (:class:`NonceManager`) are ``base64(timestamp_ms | salt | HMAC-SHA256(secret,
-  label | timestamp_ms | salt | realm))``: checking one needs no server state. The 8 random
-  salt bytes keep two nonces issued in the same millisecond apart, so nonce-count tracking
-  of one client never collides with another's.
+* Nonces (:class:`NonceManager`) are ``base64(timestamp_ms | epoch | salt | HMAC-SHA256(
+  secret, label | timestamp_ms | epoch | salt | realm)[:24])``: checking one needs no server
+  state. The 8 random salt bytes keep two nonces issued in the same millisecond apart, so
+  nonce-count tracking of one client never collides with another's.
+* Nonce counts are tracked in memory only, so a nonce must not outlive the manager that
+  tracks it: the ``epoch`` (8 random bytes per manager, i.e. per boot of a node) is signed
+  into each nonce, and a nonce of another epoch (before a restart, or from another node
+  sharing the key) is ``stale``, never ``valid``. A captured request replayed after a
+  restart gets a fresh challenge with ``stale=true`` (RFC 7616 §3.3: the client retries with
+  the new nonce without asking its user, so apps are not refused after a restart) and binds
+  nothing.
 * ``stale`` is only answered when the response was right for the expired nonce (RFC 7616
   §3.3: the client then retries without asking its user again); a wrong response to an
   expired nonce is ``bad``.
@@ -53,6 +60,8 @@ MAX_PARAMS = 32
 """Most auth-params in one credentials value."""
 MAX_NONCE_LENGTH = 256
 """Longest nonce :meth:`NonceManager.check` will decode (ours are 64 characters)."""
+EPOCH_BYTES = 8
+"""Length of a :class:`NonceManager` epoch (random per boot)."""
 
 HA1_COLUMNS: dict[DigestAlgorithm, str] = {"MD5": "sip_ha1_md5", "SHA-256": "sip_ha1_sha256"}
 """The account column holding the HA1 for each digest algorithm."""
@@ -315,8 +324,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _NONCE_LABEL = b"gateway sip digest nonce\x00"
 _SALT_BYTES = 8
-_MAC_BYTES = 32
-_NONCE_BYTES = 8 + _SALT_BYTES + _MAC_BYTES
+_MAC_BYTES = 24  # HMAC-SHA256 truncated to 192 bits (RFC 2104 §5 allows it): 64-character nonces
+_NONCE_BYTES = 8 + EPOCH_BYTES + _SALT_BYTES + _MAC_BYTES
+_SALT_AT = 8 + EPOCH_BYTES
+_MAC_AT = _SALT_AT + _SALT_BYTES
 _FUTURE_SKEW_MS = 1000
 
 
@@ -349,7 +360,9 @@ class NonceChecker(Protocol):
 class NonceManager:
     """Issues nonces that verify without server state, and tracks nonce counts for replay.
 
-    ``check`` needs only the secret. ``use`` remembers the highest nc seen per nonce for at
+    ``check`` needs only the secret and the epoch: a nonce signed with the secret but issued
+    under another epoch (a previous boot, another node) is ``stale``, since this manager never
+    saw its nonce counts. ``use`` remembers the highest nc seen per nonce for at
     most ``lifetime`` after its first use (a nonce is stale by then anyway) and at most
     ``max_tracked`` nonces; when that cap evicts a nonce, every untracked nonce issued no
     later than it is refused from then on, so eviction never reopens a replay.
@@ -362,6 +375,7 @@ class NonceManager:
         max_tracked: int = 100_000,
         *,
         entropy: Callable[[int], bytes] = os.urandom,
+        epoch: bytes | None = None,
     ) -> None:
         if len(secret) < 16:
             raise ValueError("the nonce secret needs at least 16 bytes")
@@ -373,6 +387,10 @@ class NonceManager:
         self._lifetime_ms = lifetime // _MS
         self._max_tracked = max_tracked
         self._entropy = entropy
+        self.epoch = entropy(EPOCH_BYTES) if epoch is None else epoch
+        """Signed into every nonce issued here; random per manager (per boot)."""
+        if len(self.epoch) != EPOCH_BYTES:
+            raise ValueError(f"the nonce epoch must be {EPOCH_BYTES} bytes")
         # nonce -> (first use in ms, issue time in ms, highest nc); oldest first use first
         self._seen: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
         self._evicted_up_to: int | None = None
@@ -381,22 +399,25 @@ class NonceManager:
         """How many nonces are tracked for nonce counts."""
         return len(self._seen)
 
-    def _mac(self, stamp: bytes, salt: bytes, realm: str) -> bytes:
-        data = _NONCE_LABEL + stamp + salt + realm.encode("utf-8", "surrogatepass")
-        return hmac.new(self._secret, data, hashlib.sha256).digest()
+    def _mac(self, signed: bytes, realm: str) -> bytes:
+        data = _NONCE_LABEL + signed + realm.encode("utf-8", "surrogatepass")
+        return hmac.new(self._secret, data, hashlib.sha256).digest()[:_MAC_BYTES]
 
     def issue(self, now: datetime, realm: str) -> str:
         """A fresh nonce for ``realm`` (64 base64 characters)."""
         stamp = _millis(now).to_bytes(8, "big", signed=True)
-        salt = self._entropy(_SALT_BYTES)
-        return base64.b64encode(stamp + salt + self._mac(stamp, salt, realm)).decode("ascii")
+        signed = stamp + self.epoch + self._entropy(_SALT_BYTES)
+        return base64.b64encode(signed + self._mac(signed, realm)).decode("ascii")
 
     def check(self, nonce: str, now: datetime, realm: str) -> NonceState:
         """``valid``; ``stale`` when older than the lifetime (or from a clock that went
-        back); ``invalid`` when not issued by this secret for ``realm``."""
+        back) or issued under another epoch (before a restart, or by another node sharing
+        the secret); ``invalid`` when not issued by this secret for ``realm``."""
         raw = _decode_nonce(nonce)
-        if raw is None or not hmac.compare_digest(raw[16:], self._mac(raw[:8], raw[8:16], realm)):
+        if raw is None or not hmac.compare_digest(raw[_MAC_AT:], self._mac(raw[:_MAC_AT], realm)):
             return "invalid"
+        if not hmac.compare_digest(raw[8:_SALT_AT], self.epoch):
+            return "stale"  # its nonce counts were tracked elsewhere: never valid here
         age = _millis(now) - int.from_bytes(raw[:8], "big", signed=True)
         if age > self._lifetime_ms or age < -_FUTURE_SKEW_MS:
             return "stale"
@@ -412,8 +433,8 @@ class NonceManager:
         seen = self._seen.get(nonce)
         if seen is None:
             raw = _decode_nonce(nonce)
-            if raw is None:
-                return False
+            if raw is None or raw[8:_SALT_AT] != self.epoch:
+                return False  # not ours, or of another epoch: its counts are unknown here
             issued = int.from_bytes(raw[:8], "big", signed=True)
             if self._evicted_up_to is not None and issued <= self._evicted_up_to:
                 return False

@@ -225,8 +225,35 @@ def test_issued_nonce_is_valid_within_its_lifetime_then_stale():
 
 
 def test_a_nonce_is_checked_without_server_state():
-    nonce = NonceManager(SECRET).issue(T0, REALM)
-    assert NonceManager(SECRET).check(nonce, T0, REALM) == "valid"  # e.g. after a restart
+    nonce = NonceManager(SECRET, epoch=b"boot-one").issue(T0, REALM)
+    assert NonceManager(SECRET, epoch=b"boot-one").check(nonce, T0, REALM) == "valid"
+
+
+def test_a_nonce_of_another_epoch_is_stale_never_valid():
+    """After a restart (or on another node sharing the key) the nonce counts of a nonce are
+    unknown, so a captured request must not be accepted again: its nonce is stale (a fresh
+    challenge with stale=true), neither valid (replay) nor invalid (a 403 to a real app)."""
+    before = NonceManager(SECRET)
+    nonce = before.issue(T0, REALM)
+    assert check(client_credentials(nonce, nc=1), before) == Verdict("ok")
+    after = NonceManager(SECRET)  # the next boot: same key file, a new random epoch
+    assert after.epoch != before.epoch
+    assert after.check(nonce, T0, REALM) == "stale"
+    verdict = check(client_credentials(nonce, nc=1), after)  # the captured REGISTER, replayed
+    assert verdict.outcome == "stale"
+    assert check(client_credentials(nonce, nc=2), after).outcome == "stale"
+    assert after.use(nonce, 5, T0) is False  # never tracked, hence never accepted, here
+    assert len(after) == 0
+    # a wrong response to a foreign nonce is a failure like any other (counted as guessing)
+    wrong = check(client_credentials(nonce, password="guess"), after)
+    assert wrong.outcome == "bad"
+    # the client's retry with the new nonce is accepted
+    assert check(client_credentials(after.issue(T0, REALM), nc=1), after).ok
+
+
+def test_nonce_epoch_must_have_its_size():
+    with pytest.raises(ValueError, match="epoch"):
+        NonceManager(SECRET, epoch=b"short")
 
 
 def test_nonces_are_unique_within_one_millisecond():
