@@ -37,6 +37,7 @@ from gateway.smpp.server import SmppServer
 from gateway.status import Node
 from gateway.store.engine import display_url, make_engine, require_current
 from gateway.store.writer import BatchWriter
+from gateway.tasks import forever
 from plugins import PluginHost
 
 log = logging.getLogger("gateway")
@@ -104,6 +105,23 @@ def describe(config: Config) -> list[str]:
     retry = ", ".join(format_duration(d) for d in config.delivery.retry)
     lines.append(f"delivery: validity {format_duration(config.delivery.validity)}, retry {retry}")
     return lines
+
+
+class NodeFailed(GatewayError):
+    """The node cannot go on (its store writer failed): it stops with an error, and a non-zero
+    exit, so that its supervisor (systemd: Restart=on-failure) starts it again."""
+
+
+async def _until_signal_or_failure(writer: BatchWriter) -> str:
+    """The signal that stops the node; NodeFailed if the writer fails first."""
+    signalled = asyncio.ensure_future(_wait_for_signal())
+    failed = asyncio.ensure_future(writer.failed())
+    await asyncio.wait({signalled, failed}, return_when=asyncio.FIRST_COMPLETED)
+    if failed.done():
+        signalled.cancel()
+        raise NodeFailed(f"the store writer failed, stopping to be restarted: {failed.result()}")
+    failed.cancel()
+    return signalled.result()
 
 
 async def _wait_for_signal() -> str:
@@ -195,8 +213,14 @@ async def run(config: Config, engine: Engine) -> None:
     management = ManagementServer(
         config.management.host, config.management.port, node.status, node.readiness
     )
-    reload = loop.create_task(_reload_forever(smpp, accounts, routes, connections, RELOAD_SECONDS))
-    purging = loop.create_task(_purge_forever(config, engine))
+    # an unexpected error in either is logged, counted and the loop started again (tasks.py)
+    reload = loop.create_task(
+        forever(
+            "provisioning reload",
+            lambda: _reload_forever(smpp, accounts, routes, connections, RELOAD_SECONDS),
+        )
+    )
+    purging = loop.create_task(forever("retention purge", lambda: _purge_forever(config, engine)))
     try:
         await plugins.start()
         await sip.start()
@@ -211,7 +235,7 @@ async def run(config: Config, engine: Engine) -> None:
             len(connections),
         )
         await management.start()
-        received = await _wait_for_signal()
+        received = await _until_signal_or_failure(writer)
         log.info("%s received, shutting down", received)
     finally:
         reload.cancel()

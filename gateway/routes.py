@@ -90,15 +90,15 @@ class RoutingCache:
     """The current :class:`RoutingTable`; :meth:`load` replaces it when provisioning changed.
 
     ``table`` is read on the hot path (no lock, no query); ``version`` counts the loads that
-    changed the content (1 after the first load), so callers can log each reload.
+    changed the content (1 after the first load), so callers can log each reload. A load
+    replaces one immutable snapshot (rows, table, version) in one assignment: a reader
+    never sees the table of one load with the version of another.
     """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._lock = threading.Lock()
-        self._rows: RoutingRows | None = None
-        self._table: RoutingTable | None = None
-        self._version = 0
+        self._current: _Loaded | None = None
 
     def load(self) -> bool:
         """Read the store (blocking); True when the content changed and the table was replaced.
@@ -108,26 +108,35 @@ class RoutingCache:
         with self._lock:
             with self._engine.connect() as conn:
                 rows = read_routing_rows(conn)
-            if rows == self._rows:
+            current = self._current
+            if current is not None and rows == current.rows:
                 return False
-            table = rows.table()
-            self._table = table
-            self._rows = rows
-            self._version += 1
+            version = 1 if current is None else current.version + 1
+            self._current = _Loaded(rows, rows.table(), version)  # one assignment
             return True
 
     @property
     def table(self) -> RoutingTable:
         """The table in service; RuntimeError before the first successful :meth:`load`."""
-        table = self._table
-        if table is None:
+        current = self._current
+        if current is None:
             raise RuntimeError("the routing table has not been loaded yet: call load() first")
-        return table
+        return current.table
 
     @property
     def version(self) -> int:
         """How many loads changed the content: 0 before the first, 1 after it."""
-        return self._version
+        current = self._current
+        return 0 if current is None else current.version
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """What one load put in service."""
+
+    rows: RoutingRows
+    table: RoutingTable
+    version: int
 
 
 def _flag(value: bool | None) -> bool | None:

@@ -5,10 +5,16 @@
 a thread); the node reloads it every few seconds, so an account provisioned, disabled or
 given a new password with gatewayctl is served without a restart. Only HA1 values are held,
 never a password.
+
+A reload replaces one immutable snapshot (:class:`AccountIndex`) in one assignment, and each
+lookup reads the snapshot once: a request handled while a reload runs sees the old accounts
+or the new ones, never a mix. Accounts are compared by their id (:meth:`names`), never by
+identity: the object a request authenticated with may come from the snapshot before.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
@@ -41,14 +47,29 @@ class SipAccount:
         return self.ha1_sha256 if algorithm == "SHA-256" else self.ha1_md5
 
 
+@dataclass(frozen=True, slots=True)
+class AccountIndex:
+    """One reload's accounts by account id, by DID and by key (never changed once built)."""
+
+    by_name: Mapping[str, SipAccount]
+    by_did: Mapping[str, SipAccount]
+    by_id: Mapping[int, SipAccount]
+
+    @classmethod
+    def of(cls, loaded: list[SipAccount]) -> AccountIndex:
+        return cls(
+            {a.account_id: a for a in loaded},
+            {did: a for a in loaded for did in a.dids},
+            {a.id: a for a in loaded},
+        )
+
+
 class AccountDirectory:
     """account_id -> SipAccount and DID -> SipAccount, replaced whole on every reload."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._by_name: dict[str, SipAccount] = {}
-        self._by_did: dict[str, SipAccount] = {}
-        self._by_id: dict[int, SipAccount] = {}
+        self._index = AccountIndex({}, {}, {})
 
     def load(self) -> None:
         query = select(
@@ -83,26 +104,31 @@ class AccountDirectory:
             )
             for row in rows
         ]
-        self._by_name = {a.account_id: a for a in loaded}
-        self._by_did = {did: a for a in loaded for did in a.dids}
-        self._by_id = {a.id: a for a in loaded}
+        self._index = AccountIndex.of(loaded)  # one assignment: lookups never see a mix
 
     def by_name(self, account_id: str) -> SipAccount | None:
-        return self._by_name.get(account_id)
+        return self._index.by_name.get(account_id)
 
     def by_did(self, e164: str) -> SipAccount | None:
-        return self._by_did.get(e164)
+        return self._index.by_did.get(e164)
 
     def by_id(self, key: int) -> SipAccount | None:
-        return self._by_id.get(key)
+        return self._index.by_id.get(key)
 
     def by_user(self, user: str) -> SipAccount | None:
         """The account a URI user part names: its account id, or one of its DIDs (with or
         without '+')."""
-        found = self._by_name.get(user)
+        index = self._index  # one snapshot for both lookups
+        found = index.by_name.get(user)
         if found is None:
-            found = self._by_did.get(user.removeprefix("+"))
+            found = index.by_did.get(user.removeprefix("+"))
         return found
 
+    def names(self, user: str, account: SipAccount) -> bool:
+        """Whether the URI user part ``user`` names ``account`` (by id: ``account`` may come
+        from the snapshot before the last reload)."""
+        found = self.by_user(user)
+        return found is not None and found.id == account.id
+
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self._index.by_id)

@@ -17,7 +17,7 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -63,6 +63,7 @@ from gateway.sip.transaction import (
 from gateway.sip.transport import Flow, SipTransports
 from gateway.smpp.guard import AuthGuard
 from gateway.store.writer import BatchWriter, WriterError
+from gateway.tasks import forever, guarded
 from routing.numbers import normalise
 
 if TYPE_CHECKING:
@@ -154,7 +155,7 @@ class SipServer:
             log.info("sip %s listening on %s:%d", bound.transport, bound.host, bound.port)
         if len(self.bindings):
             log.info("sip: %d registrations restored from the store", len(self.bindings))
-        self._spawn(self._expire_forever())
+        self._spawn(forever("sip registration expiry", self._expire_forever))
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -166,9 +167,10 @@ class SipServer:
             fork.delivery.ended(503, "Service Unavailable (gateway shutting down)")
         self._forks.clear()
 
-    def _spawn(self, coro: object) -> None:
+    def _spawn(self, coro: Awaitable[Any], name: str = "sip task") -> None:
+        """Run ``coro`` in the background; an unexpected error is reported (tasks.py)."""
         assert self._loop is not None
-        task = self._loop.create_task(coro)  # type: ignore[arg-type]
+        task = self._loop.create_task(guarded(name, coro))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -438,7 +440,7 @@ class SipServer:
         if to_uri.host.lower() != self.domain.lower():
             self.respond(transaction, 404, f"Not Found (domain {to_uri.host[:64]} not served)")
             return
-        if self.directory.by_user(unquote(to_uri.user or "")) is not account:
+        if not self.directory.names(unquote(to_uri.user or ""), account):
             self.respond(transaction, 403, "Forbidden (an account may register only its own AOR)")
             return
         result = self.bindings.register(
@@ -475,7 +477,7 @@ class SipServer:
             return
         request = transaction.request
         sender = unquote(request.from_header().uri.user or "")
-        if self.directory.by_user(sender) is not account:
+        if not self.directory.names(sender, account):
             self.respond(transaction, 403, "Forbidden (From is not the authenticated account)")
             return
         if account.did is None:

@@ -9,6 +9,7 @@ is served without a restart. ``bind_status`` is the pure decision of a bind atte
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -44,13 +45,26 @@ class Carrier:
         return any(ip in net for net in self.networks if net.version == ip.version)
 
 
+@dataclass(frozen=True, slots=True)
+class CarrierIndex:
+    """One reload's carriers by system_id and by id (never changed once built): a reload
+    assigns a new one in one statement, so a lookup during a reload sees the old carriers
+    or the new ones, never a mix."""
+
+    by_system_id: Mapping[str, Carrier]
+    by_id: Mapping[int, Carrier]
+
+    @classmethod
+    def of(cls, loaded: list[Carrier]) -> CarrierIndex:
+        return cls({c.system_id: c for c in loaded}, {c.id: c for c in loaded})
+
+
 class CarrierDirectory:
     """system_id -> Carrier, replaced whole on every reload."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._by_system_id: dict[str, Carrier] = {}
-        self._by_id: dict[int, Carrier] = {}
+        self._index = CarrierIndex({}, {})
 
     def load(self) -> None:
         with self._engine.connect() as conn:
@@ -70,14 +84,13 @@ class CarrierDirectory:
             )
             for row in rows
         ]
-        self._by_system_id = {c.system_id: c for c in loaded}
-        self._by_id = {c.id: c for c in loaded}
+        self._index = CarrierIndex.of(loaded)  # one assignment: lookups never see a mix
 
     def by_system_id(self, system_id: str) -> Carrier | None:
-        return self._by_system_id.get(system_id)
+        return self._index.by_system_id.get(system_id)
 
     def by_id(self, carrier_id: int) -> Carrier | None:
-        return self._by_id.get(carrier_id)
+        return self._index.by_id.get(carrier_id)
 
 
 class BindVerdict(NamedTuple):
