@@ -77,6 +77,10 @@ def provision(
                     "domain": DOMAIN,
                     "listen": [{"transport": "udp", "host": "127.0.0.1", "port": sip_port}],
                     "max_transactions": 2_000_000,
+                    # the swarm is one trusted source on loopback sending thousands of
+                    # requests a second over up to N connections: exempt from the flood
+                    # guard and the per-address connection cap, as an SBC would be
+                    "trusted_networks": ["127.0.0.0/8"],
                 },
                 "management": {"host": "127.0.0.1", "port": 0},
                 "delivery": {"max_in_flight": 2000},

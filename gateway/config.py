@@ -288,6 +288,20 @@ def _algorithms(values: tuple[str, ...]) -> tuple[str, ...]:
     return values
 
 
+def _networks(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Networks in CIDR form (10.0.0.0/8, 2001:db8::/32) or single addresses, at most 1000."""
+    if len(values) > 1000:
+        raise ValueError(f"must list at most 1000 networks, got {len(values)}")
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not an address or a network such as 10.0.0.0/8"
+            ) from None
+    return values
+
+
 def _distinct_listeners(values: tuple[Any, ...]) -> tuple[Any, ...]:
     """At most MAX_LISTENERS, and no two binding the same socket (port 0 never clashes)."""
     if len(values) > MAX_LISTENERS:
@@ -574,6 +588,58 @@ class SipConfig(_Checked):
         "How long an address that reached failed_auth_limit is refused (403).",
         timedelta(minutes=15),
         check=_positive_duration,
+    )
+    request_timeout: timedelta = setting(
+        "On TCP/TLS, a message (headers and body) must arrive whole within this long of its"
+        " first octet, and a new connection must send its first whole request within this"
+        " long; else the connection is closed (slow senders cannot hold connections).",
+        timedelta(seconds=10),
+        check=_positive_duration,
+    )
+    max_connections_per_address: int = setting(
+        "TCP/TLS connections held at once from one IP address (apps behind one NAT share it);"
+        " more are refused. Addresses in trusted_networks are exempt (1-1000000).",
+        100,
+        check=_between(1, 1_000_000),
+    )
+    pike_limit: int = setting(
+        "Flood guard (like Kamailio's pike): SIP requests and responses one IP address may"
+        " send per pike_interval; beyond it the address is blocked for pike_block and what it"
+        " sends is dropped unread (UDP) or its connections closed (TCP/TLS). 0 turns the"
+        " guard off. Put SBCs and load generators that legitimately send more in"
+        " trusted_networks (0-10000000).",
+        2000,
+        check=_between(0, 10_000_000),
+    )
+    pike_interval: timedelta = setting(
+        "Sampling interval of the flood guard (sliding window).",
+        timedelta(seconds=2),
+        check=_positive_duration,
+    )
+    pike_block: timedelta = setting(
+        "How long an address over pike_limit is blocked; if it still floods when the block"
+        " ends it is blocked again at once.",
+        timedelta(seconds=60),
+        check=_positive_duration,
+    )
+    trusted_networks: tuple[str, ...] = setting(
+        "Addresses or networks (CIDR: 10.0.0.0/8) exempt from the flood guard and from"
+        " max_connections_per_address, e.g. an SBC in front of the gateway. Loopback is not"
+        " trusted by default: list 127.0.0.0/8 only when every local user is trusted.",
+        (),
+        check=_networks,
+    )
+    message_rate: int = setting(
+        "MESSAGEs per second one app account may send on average; beyond it (and its burst)"
+        " they are answered 503 with Retry-After and not stored (1-100000).",
+        20,
+        check=_between(1, 100_000),
+    )
+    message_burst: int = setting(
+        "MESSAGEs one app account may send at once above message_rate (token bucket size,"
+        " 1-1000000).",
+        40,
+        check=_between(1, 1_000_000),
     )
 
     def _check_together(self) -> None:

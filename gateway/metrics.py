@@ -96,6 +96,27 @@ PLUGIN_ERRORS = Counter(
     registry=REGISTRY,
 )
 
+SIP_FLOOD_DROPPED = Counter(
+    "gateway_sip_flood_dropped",
+    "SIP datagrams (udp) and messages (tcp, tls) dropped unread from addresses over"
+    " sip.pike_limit, by transport.",
+    ["transport"],
+    registry=REGISTRY,
+)
+SIP_CONNECTIONS_CLOSED = Counter(
+    "gateway_sip_connections_closed",
+    "TCP/TLS connections the gateway refused or closed to protect the listener, by reason:"
+    " max_connections, per_address, flood, evicted (oldest unauthenticated one, to admit a"
+    " new one), request_timeout (a message or first request not whole in time).",
+    ["reason"],
+    registry=REGISTRY,
+)
+SIP_MESSAGES_THROTTLED = Counter(
+    "gateway_sip_messages_throttled",
+    "MESSAGEs from apps answered 503 with Retry-After for going over sip.message_rate.",
+    registry=REGISTRY,
+)
+
 
 SIP_METHODS = frozenset(
     {"REGISTER", "MESSAGE", "OPTIONS", "INVITE", "ACK", "BYE", "CANCEL", "SUBSCRIBE", "NOTIFY",

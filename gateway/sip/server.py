@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import re
 from collections import Counter
@@ -27,7 +28,7 @@ from sqlalchemy import Engine
 from gateway.admission import Refused
 from gateway.config import Config
 from gateway.errors import InvalidInput
-from gateway.metrics import method_label, sip_responses, status_class
+from gateway.metrics import SIP_MESSAGES_THROTTLED, method_label, sip_responses, status_class
 from gateway.sip.accounts import AccountDirectory, SipAccount
 from gateway.sip.auth import AuthError, NonceManager, challenges, parse_credentials, verify
 from gateway.sip.delivery import OFFLINE, Delivery, Outcome, message_request
@@ -43,6 +44,7 @@ from gateway.sip.message import (
     parse_via,
     split_outside,
 )
+from gateway.sip.pike import Pike
 from gateway.sip.registrar import Binding, Bindings
 from gateway.sip.regstore import ExpireBindingsOp, SaveBindingsOp, load_bindings
 from gateway.sip.rescue import error_response
@@ -61,7 +63,7 @@ from gateway.sip.transaction import (
     TransportFailed,
 )
 from gateway.sip.transport import Flow, SipTransports
-from gateway.smpp.guard import AuthGuard
+from gateway.smpp.guard import AuthGuard, TokenBucket
 from gateway.store.writer import BatchWriter, WriterError
 from gateway.tasks import forever, guarded
 from routing.numbers import normalise
@@ -75,6 +77,7 @@ ALLOWED = "REGISTER, MESSAGE, OPTIONS"
 LOGGED_BAD = 100  # malformed messages logged before the log goes quiet (they are counted)
 CONNECT_TIMEOUT = 5.0
 RETRY_LATER = [("Retry-After", "5")]  # with a 503 when the store cannot take a write
+MAX_RATED_ACCOUNTS = 100_000  # accounts with a MESSAGE token bucket at once
 
 
 def utcnow() -> datetime:
@@ -127,7 +130,18 @@ class SipServer:
             limits=Limits(),
             idle_timeout=sip.idle_timeout.total_seconds(),
             max_connections=sip.max_connections,
+            request_timeout=sip.request_timeout.total_seconds(),
+            max_per_address=sip.max_connections_per_address,
+            pike=Pike(
+                sip.pike_limit,
+                sip.pike_interval.total_seconds(),
+                sip.pike_block.total_seconds(),
+            )
+            if sip.pike_limit
+            else None,
+            trusted=sip.trusted_networks,
         )
+        self._message_rates: dict[int, TokenBucket] = {}  # account id -> MESSAGEs it may send
         self.stats: Counter[str] = Counter()
         self.on_registered: Callable[[SipAccount], None] | None = None
         self.on_app_message: Callable[[dict[str, Any]], None] | None = None
@@ -435,6 +449,7 @@ class SipServer:
         account = self._authenticate(transaction, flow, now, proxy=False)
         if account is None:
             return
+        flow.mark_authenticated()  # a connection of a registered app is never evicted
         request = transaction.request
         to_uri = request.to_header().uri
         if to_uri.host.lower() != self.domain.lower():
@@ -474,6 +489,16 @@ class SipServer:
     def _message_in(self, transaction: ServerTransaction, flow: Flow, now: datetime) -> None:
         account = self._authenticate(transaction, flow, now, proxy=True)
         if account is None:
+            return
+        flow.mark_authenticated()
+        wait = self._message_wait(account.id)
+        if wait:
+            # 503 + Retry-After (RFC 3261 §21.5.4): SIP's "try again in N seconds"; 429 is
+            # HTTP's (RFC 6585) and no SIP status. The message is not stored.
+            self.stats["message_throttled"] += 1
+            SIP_MESSAGES_THROTTLED.inc()
+            why = f"Service Unavailable (over {self.config.sip.message_rate} MESSAGE/s)"
+            self.respond(transaction, 503, why, [("Retry-After", str(wait))])
             return
         request = transaction.request
         sender = unquote(request.from_header().uri.user or "")
@@ -561,6 +586,21 @@ class SipServer:
                 admission=admission,
             )
         )
+
+    def _message_wait(self, account: int) -> int:
+        """0 when ``account`` may send one more MESSAGE now (it is counted), else the
+        seconds (at least 1) to put in Retry-After."""
+        assert self._loop is not None
+        clock = self._loop.time()
+        bucket = self._message_rates.get(account)
+        if bucket is None:
+            sip = self.config.sip
+            if len(self._message_rates) >= MAX_RATED_ACCOUNTS:  # idle ones refill anyway
+                self._message_rates.clear()
+            bucket = self._message_rates[account] = TokenBucket(sip.message_rate, sip.message_burst)
+        if bucket.take(1, clock):
+            return 0
+        return max(1, math.ceil(bucket.wait_time(1, clock)))
 
     # -- MESSAGE to an app ----------------------------------------------------------------------
     def live_contacts(self, account: int, now: datetime) -> int:

@@ -14,23 +14,36 @@ Decisions:
 * On streams a double-CRLF ping is answered with a single CRLF (RFC 5626 §3.5.1). A framed but
   invalid message goes to the handler (it may answer 400); lost framing closes the connection
   after a best-effort 400.
-* Memory is bounded: at most ``max_connections`` stream connections (new ones are closed at
-  once), and the parser bounds each message.
+* Memory is bounded: at most ``max_connections`` stream connections, and the parser bounds
+  each message.
+* No lock-out by connections (slowloris): a message must arrive whole within
+  ``request_timeout`` of its first octet, and a new connection must send its first whole
+  request within ``request_timeout``; else it is aborted. One address holds at most
+  ``max_per_address`` connections. When the table is full, the oldest connection that never
+  carried an authenticated request (:meth:`Flow.mark_authenticated`) is aborted to admit the
+  new one; only a table full of authenticated flows refuses newcomers.
+* No lock-out by floods: every datagram, and every message framed on a connection, is first
+  counted per source address by :class:`~gateway.sip.pike.Pike`; over its limit, datagrams
+  are dropped unparsed and connections aborted (counted, logged once a minute per source).
+  Addresses in ``trusted`` networks (an SBC) are exempt from it and from the per-address cap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
 
 from gateway.config import SipListener
+from gateway.metrics import SIP_CONNECTIONS_CLOSED, SIP_FLOOD_DROPPED, Children
 from gateway.sip.message import (
     BadMessage,
     KeepAlive,
@@ -41,12 +54,20 @@ from gateway.sip.message import (
     StreamParser,
     parse_message,
 )
+from gateway.sip.pike import Pike
+from gateway.smpp.guard import TokenBucket
 
 log = logging.getLogger("gateway.sip")
 
 FlowKey = tuple[str, str, int]  # (transport, peer ip, peer port)
 SWEEP_SECONDS = 30.0  # how often idle connections are looked for
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024  # bench/README.md: the 208 KiB default drops 200 OKs
+FLOOD_LOG_RATE = 10 / 60  # flood log lines per second over all sources (burst below)
+FLOOD_LOG_BURST = 20
+MAX_TRUSTED_CACHE = 10_000  # addresses whose trusted/not verdict is remembered
+
+flood_dropped = Children(SIP_FLOOD_DROPPED)
+connections_closed = Children(SIP_CONNECTIONS_CLOSED)
 
 
 class Handler(Protocol):
@@ -76,6 +97,10 @@ class Flow:
     def send(self, data: bytes) -> bool:
         """Queue ``data`` for the peer; False when the flow can no longer carry it."""
         raise NotImplementedError
+
+    def mark_authenticated(self) -> None:
+        """A request through this flow authenticated (a REGISTER or MESSAGE with valid
+        digest credentials): a connection is then never evicted to admit another."""
 
 
 class UdpFlow(Flow):
@@ -118,6 +143,8 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.transport = None
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        if not self._transports.allow(str(addr[0]), "udp"):
+            return  # a flooding source: dropped before anything is parsed
         flow = UdpFlow(self, (str(addr[0]), int(addr[1])))
         if data.strip(b"\r\n") == b"":
             if data == b"\r\n\r\n":  # RFC 5626 §4.4.1 keep-alives over UDP use STUN; a
@@ -143,7 +170,9 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 class StreamFlow(Flow, asyncio.Protocol):
     """One TCP or TLS connection, accepted or opened by the gateway."""
 
-    def __init__(self, transports: SipTransports, kind: str, limits: Limits) -> None:
+    def __init__(
+        self, transports: SipTransports, kind: str, limits: Limits, *, outbound: bool = False
+    ) -> None:
         self._transports = transports
         self.transport = kind  # "tcp" | "tls"
         self.reliable = True
@@ -153,6 +182,12 @@ class StreamFlow(Flow, asyncio.Protocol):
         self.local = ("", 0)
         self.last_activity = time.monotonic()
         self._closed = False
+        self.outbound = outbound  # opened by the gateway (to an app), not accepted
+        self.authenticated = outbound  # never evicted once a request through it authenticated
+        self.admitted = False  # counted in the flow table (per address, unauthenticated)
+        self._awaiting_first = not outbound  # no whole request received yet
+        self._deadline: asyncio.TimerHandle | None = None  # request_timeout, while armed
+        self._since = self.last_activity  # when the awaited request or message began
 
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -164,27 +199,85 @@ class StreamFlow(Flow, asyncio.Protocol):
         if not self._transports.admit(self):
             self._closed = True
             self._io.abort()
+        elif self._awaiting_first:  # its first whole request is due within request_timeout
+            self._arm(self._transports.request_timeout)
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = time.monotonic()
+        now = self.last_activity = time.monotonic()
         try:
             items = self._parser.feed(data)
         except SipError as exc:
             self._transports.handler.on_bad(exc, data[:4096], self)
             self.close()
             return
-        handler = self._transports.handler
+        transports = self._transports
+        handler = transports.handler
+        completed = False
         for item in items:
             if isinstance(item, KeepAlive):
                 self.send(b"\r\n")
-            elif isinstance(item, BadMessage):
+                continue
+            if not transports.allow(self.remote[0], self.transport):
+                connections_closed("flood").inc()
+                self.abort()  # a flooding source: nothing more is read from it
+                return
+            completed = True
+            if isinstance(item, BadMessage):
                 handler.on_bad(item.error, item.data, self)
             else:
+                if isinstance(item, Request):
+                    self._awaiting_first = False
                 handler.on_message(item, self)
+        if self._closed:
+            return
+        # a message started and not yet whole must be whole within request_timeout of its
+        # first octet (a lone CRLF, the start of a keep-alive ping, is no message); the first
+        # request within request_timeout of the connection
+        started = self._parser.buffered > 0 and (
+            self._parser.buffered > 3 or data.strip(b"\r\n") != b""
+        )
+        if self._awaiting_first:
+            pass  # the wait began at the connection
+        elif started:
+            if completed or self._deadline is None:
+                self._since = now  # this chunk began the message still partial
+            if self._deadline is None:
+                self._arm(transports.request_timeout)
+        elif self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _arm(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(delay, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if self._closed:
+            return
+        timeout = self._transports.request_timeout
+        left = self._since + timeout - time.monotonic()
+        if left > 0:  # the message then awaited was whole; another one began later
+            self._arm(left)
+            return
+        what = "first request" if self._awaiting_first else "message"
+        log.debug(
+            "closing %s connection from %s:%d: %s not whole within %gs",
+            self.transport,
+            *self.remote,
+            what,
+            timeout,
+        )
+        connections_closed("request_timeout").inc()
+        self._transports.timed_out += 1
+        self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._io = None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         self._transports.forget(self)
 
     def pause_writing(self) -> None:
@@ -215,6 +308,18 @@ class StreamFlow(Flow, asyncio.Protocol):
         if self._io is not None:
             self._io.close()
 
+    def abort(self) -> None:
+        """Close at once, dropping what is not sent yet (a peer that does not read cannot
+        hold the connection open)."""
+        self._closed = True
+        if self._io is not None:
+            self._io.abort()
+
+    def mark_authenticated(self) -> None:
+        if not self.authenticated:
+            self.authenticated = True
+            self._transports.authenticated(self)
+
 
 @dataclass(frozen=True, slots=True)
 class Bound:
@@ -240,12 +345,27 @@ class SipTransports:
         limits: Limits,
         idle_timeout: float,
         max_connections: int,
+        request_timeout: float = 10.0,
+        max_per_address: int = 100,
+        pike: Pike | None = None,
+        trusted: Sequence[str] = (),
     ) -> None:
         self._listeners = listeners
         self.handler = handler
         self._limits = limits
         self._idle_timeout = idle_timeout
         self._max_connections = max_connections
+        self.request_timeout = request_timeout
+        self._max_per_address = max_per_address
+        self.pike = pike
+        self._trusted_networks = [ipaddress.ip_network(n, strict=False) for n in trusted]
+        self._trusted: dict[str, bool] = {}  # address -> in a trusted network (cache)
+        self._per_address: dict[str, int] = {}  # accepted connections per peer address
+        self._unauthenticated: OrderedDict[StreamFlow, None] = OrderedDict()  # oldest first
+        self._flood_log = TokenBucket(FLOOD_LOG_RATE, FLOOD_LOG_BURST)
+        self._flood_unlogged = 0  # blocks not logged for the global log bound
+        self.timed_out = 0  # connections aborted at request_timeout
+        self.evicted = 0  # unauthenticated connections aborted to admit a new one
         self.bound: list[Bound] = []
         self._udp: dict[str, UdpEndpoint] = {}  # host -> endpoint (first per host)
         self._servers: list[asyncio.Server] = []
@@ -301,20 +421,113 @@ class SipTransports:
 
     # -- flow table ------------------------------------------------------------------------
     def admit(self, flow: StreamFlow) -> bool:
+        """Take a new connection into the flow table, or say it must be refused."""
+        address = flow.remote[0]
+        if not flow.outbound and not self.is_trusted(address):
+            if self.pike is not None and self.pike.blocked(address, time.monotonic()):
+                return self._refuse("flood", "from an address blocked for flooding")
+            if self._per_address.get(address, 0) >= self._max_per_address:
+                return self._refuse("per_address", "at max_connections_per_address")
         if len(self._flows) >= self._max_connections:
-            self.refused += 1
-            if self.refused in (1, 10, 100) or self.refused % 1000 == 0:
-                log.warning("sip: %d connections refused at max_connections", self.refused)
-            return False
+            if not self._unauthenticated:
+                return self._refuse("max_connections", "at max_connections")
+            victim = next(iter(self._unauthenticated))  # the oldest never authenticated
+            self._remove(victim)
+            victim.abort()
+            self.evicted += 1
+            connections_closed("evicted").inc()
+            if self.evicted in (1, 10, 100) or self.evicted % 1000 == 0:
+                log.warning(
+                    "sip: %d unauthenticated connections closed to admit new ones at"
+                    " max_connections",
+                    self.evicted,
+                )
         old = self._flows.get(flow.key)
         if old is not None and old is not flow:
+            self._remove(old)
             old.close()
         self._flows[flow.key] = flow
+        flow.admitted = True
+        if not flow.outbound:
+            self._per_address[address] = self._per_address.get(address, 0) + 1
+        if not flow.authenticated:
+            self._unauthenticated[flow] = None
         return True
 
+    def _refuse(self, reason: str, why: str) -> bool:
+        self.refused += 1
+        connections_closed(reason).inc()
+        if self.refused in (1, 10, 100) or self.refused % 1000 == 0:
+            log.warning("sip: %d connections refused (the last %s)", self.refused, why)
+        return False
+
+    def authenticated(self, flow: StreamFlow) -> None:
+        """``flow`` carried an authenticated request: no longer the first to be evicted."""
+        self._unauthenticated.pop(flow, None)
+
     def forget(self, flow: StreamFlow) -> None:
+        self._remove(flow)
+
+    def _remove(self, flow: StreamFlow) -> None:
+        if not flow.admitted:
+            return
+        flow.admitted = False
         if self._flows.get(flow.key) is flow:
             del self._flows[flow.key]
+        self._unauthenticated.pop(flow, None)
+        if not flow.outbound:
+            address = flow.remote[0]
+            left = self._per_address.get(address, 0) - 1
+            if left > 0:
+                self._per_address[address] = left
+            else:
+                self._per_address.pop(address, None)
+
+    # -- flood guard -------------------------------------------------------------------------
+    def is_trusted(self, address: str) -> bool:
+        """Whether ``address`` is in ``trusted`` networks (exempt from the flood guard and
+        the per-address cap)."""
+        if not self._trusted_networks:
+            return False
+        known = self._trusted.get(address)
+        if known is None:
+            try:
+                ip = ipaddress.ip_address(address)
+                known = any(ip in network for network in self._trusted_networks)
+            except ValueError:
+                known = False
+            if len(self._trusted) >= MAX_TRUSTED_CACHE:
+                self._trusted.clear()
+            self._trusted[address] = known
+        return known
+
+    def allow(self, address: str, transport: str) -> bool:
+        """Count one datagram or message from ``address``; False when it must be dropped
+        unread (the address is flooding)."""
+        pike = self.pike
+        if pike is None or (self._trusted_networks and self.is_trusted(address)):
+            return True
+        now = time.monotonic()
+        if pike.check(address, now):
+            return True
+        flood_dropped(transport).inc()
+        if pike.newly_blocked:
+            if self._flood_log.take(1, now):
+                log.warning(
+                    "sip: %s blocked for %gs: over %d messages in %gs (flood); what it sends"
+                    " is dropped%s",
+                    address,
+                    pike.block,
+                    pike.limit,
+                    pike.interval,
+                    f" ({self._flood_unlogged} more blocks not logged)"
+                    if self._flood_unlogged
+                    else "",
+                )
+                self._flood_unlogged = 0
+            else:
+                self._flood_unlogged += 1
+        return False
 
     @property
     def connections(self) -> int:
@@ -361,7 +574,7 @@ class SipTransports:
         context = self._client_tls if transport == "tls" else None
         _, flow = await asyncio.wait_for(
             loop.create_connection(
-                lambda: StreamFlow(self, transport, self._limits),
+                lambda: StreamFlow(self, transport, self._limits, outbound=True),
                 host,
                 port,
                 ssl=context,
