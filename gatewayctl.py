@@ -22,7 +22,7 @@ from gateway import __version__, admin, render, status_view, trace
 from gateway.config import Config, load_config
 from gateway.errors import GatewayError
 from gateway.provisioning import apply as declarative
-from gateway.provisioning import audit, service
+from gateway.provisioning import audit, service, unblock
 from gateway.provisioning.base import Kind
 from gateway.yamlfile import read_yaml
 
@@ -529,6 +529,16 @@ def carrier_set(
     if not changes:
         fail("nothing to change: give --timezone, --billable, --throughput or --max-binds")
     run_change(obj, k, "changed", as_json, lambda ctx: service.change(ctx, k, name, changes))
+
+
+@carrier.command("unblock")
+@click.argument("address")
+@pass_obj
+def carrier_unblock(obj: Obj, address: str) -> None:
+    """Lift the failed-bind blocks of an address on running nodes (within a few seconds)."""
+    with admin.session(obj.config, obj.actor) as ctx:
+        address = unblock.request(ctx, address)
+    click.echo(f"unblock of {address} requested: running nodes lift its blocks within seconds")
 
 
 connection = kind_group("connection", "Outbound SMPP connections to peer environments or vendors.")

@@ -16,6 +16,7 @@ import logging
 import signal
 import ssl
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -133,6 +134,11 @@ async def _wait_for_signal() -> str:
     return await stop
 
 
+# Provisioning reloads run on a thread of their own: never behind bind password checks or
+# anything else in the default executor (issue 15).
+RELOADS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reload")
+
+
 async def _reload_forever(
     smpp: SmppServer,
     accounts: AccountDirectory,
@@ -145,12 +151,13 @@ async def _reload_forever(
     while True:
         await asyncio.sleep(every)
         try:
-            await loop.run_in_executor(None, smpp.directory.load)
+            await loop.run_in_executor(RELOADS, smpp.directory.load)
+            smpp.apply_unblocks(await loop.run_in_executor(RELOADS, smpp.read_unblocks))
             before = len(accounts)
-            await loop.run_in_executor(None, accounts.load)
+            await loop.run_in_executor(RELOADS, accounts.load)
             if len(accounts) != before:
                 log.info("sip: %d accounts (was %d)", len(accounts), before)
-            if await loop.run_in_executor(None, routes.load):
+            if await loop.run_in_executor(RELOADS, routes.load):
                 table = routes.table
                 log.info(
                     "routing: %d DIDs, %d policies (version %d)",

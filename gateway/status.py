@@ -11,6 +11,7 @@ listener is bound.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,10 @@ from gateway.metrics import MESSAGES_ENDED, SMPP_RESPONSES, NodeCollector
 from gateway.queue import LANES
 
 STORE_CHECK_TIMEOUT = 2.0
+# the store ping of /readyz runs on threads of its own: never behind bind password checks,
+# reloads or counts in the default executor (two: one ping stuck on a locked store does
+# not hold the next one back)
+HEALTH = ThreadPoolExecutor(max_workers=2, thread_name_prefix="health")
 Readings = list[tuple[tuple[str, ...], float]]
 
 
@@ -141,7 +146,8 @@ class Node:
         else:
             loop = asyncio.get_running_loop()
             try:
-                await asyncio.wait_for(loop.run_in_executor(None, self._ping), STORE_CHECK_TIMEOUT)
+                ping = loop.run_in_executor(HEALTH, self._ping)
+                await asyncio.wait_for(ping, STORE_CHECK_TIMEOUT)
             except TimeoutError:
                 problems.append(f"store: no answer within {STORE_CHECK_TIMEOUT:g}s")
             except SQLAlchemyError as exc:
@@ -163,6 +169,10 @@ class Node:
             for bind in self._binds():
                 count[bind["carrier"]] = count.get(bind["carrier"], 0) + 1
             return [((name,), n) for name, n in sorted(count.items())]
+
+        def blocked() -> Readings:
+            places, pairs = self.smpp.guard.blocked(asyncio.get_running_loop().time())
+            return [(("address",), places), (("system_id",), pairs)]
 
         def queue() -> Readings:
             return [((lane,), n) for lane, n in self._queue()["lanes"].items()]
@@ -188,6 +198,15 @@ class Node:
         return NodeCollector(
             {
                 "gateway_smpp_binds": ("Carrier binds now, by carrier.", ("carrier",), binds),
+                "gateway_smpp_blocked_sources": (
+                    "Sources refused by the failed-bind guard now: scope=address (every"
+                    " system_id) or scope=system_id (one system_id from one address).",
+                    ("scope",), blocked,
+                ),
+                "gateway_smpp_bind_checks_waiting": (
+                    "Bind password checks waiting for a check thread.", (),
+                    lambda: [((), self.smpp.checks.waiting)],
+                ),
                 "gateway_queue_depth": (
                     "Messages queued in memory to be sent, by lane.", ("lane",), queue,
                 ),

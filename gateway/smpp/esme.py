@@ -520,7 +520,7 @@ class Backoff:
         return delay
 
     def refused(self) -> float:
-        """The delay after a bind refused with ESME_RINVPASWD/ESME_RINVSYSID."""
+        """The delay after a bind refused for its credentials (CREDENTIALS)."""
         self._next = self.maximum
         return self.maximum
 
@@ -533,7 +533,9 @@ TEMPORARY = frozenset(
     {Status.ESME_RTHROTTLED, Status.ESME_RMSGQFUL, Status.ESME_RSYSERR, Status.ESME_RX_T_APPN}
 )
 """submit_sm_resp statuses worth a retry later; every other error is permanent."""
-CREDENTIALS = frozenset({Status.ESME_RINVPASWD, Status.ESME_RINVSYSID})
+CREDENTIALS = frozenset({Status.ESME_RINVPASWD, Status.ESME_RINVSYSID, Status.ESME_RBINDFAIL})
+"""Bind refusals retried at the slow pace: credentials, and ESME_RBINDFAIL, which is how a
+peer that hides why (this gateway among them) answers a wrong system_id or password."""
 ESM_UDHI = 0x40
 BINARY_CODING = 0x04
 

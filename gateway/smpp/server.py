@@ -12,6 +12,7 @@ import asyncio
 import logging
 import ssl
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Engine, select
@@ -19,13 +20,21 @@ from sqlalchemy import Engine, select
 from gateway.admission import Refused
 from gateway.config import Config
 from gateway.logs import about
-from gateway.metrics import SMPP_THROTTLED, smpp_responses
+from gateway.metrics import (
+    SMPP_BIND_CHECKS,
+    SMPP_BIND_FAILURES,
+    SMPP_THROTTLED,
+    Children,
+    smpp_responses,
+)
+from gateway.provisioning import unblock
 from gateway.queue import Pending
 from gateway.smpp.accept import Rules, read_submission
-from gateway.smpp.carriers import Carrier, CarrierDirectory, bind_status
+from gateway.smpp.carriers import BindVerdict, Carrier, CarrierDirectory, bind_status
+from gateway.smpp.checkpool import CheckPool, Dropped
 from gateway.smpp.codec import Pdu, SmppError, status_name
 from gateway.smpp.constants import CommandId, Status
-from gateway.smpp.guard import AuthGuard, BindCounter, TokenBucket
+from gateway.smpp.guard import BindCounter, BindGuard, TokenBucket
 from gateway.smpp.hops import parse_path, read_path, read_upstream
 from gateway.smpp.outbox import Item, Outbox
 from gateway.smpp.receipt import parse_message_id
@@ -63,10 +72,17 @@ COUNTED = frozenset(
     {CommandId.SUBMIT_SM, CommandId.DATA_SM, CommandId.QUERY_SM, CommandId.CANCEL_SM}
 )  # requests whose answers /metrics counts by status
 MAX_WRITER_BACKLOG = 50_000  # beyond this, submissions are answered ESME_RMSGQFUL
+bind_failures = Children(SMPP_BIND_FAILURES)
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _checked_bind_status(carrier: Carrier | None, password: str, address: str) -> BindVerdict:
+    """bind_status on a password-check thread, counted (one scrypt each)."""
+    SMPP_BIND_CHECKS.inc()
+    return bind_status(carrier, password, address)
 
 
 class SmppServer:
@@ -88,9 +104,14 @@ class SmppServer:
             window_in=smpp.window,
             max_pdu=smpp.max_pdu,
         )
-        self.guard = AuthGuard(
-            max_failures=smpp.failed_bind_limit, block=smpp.failed_bind_block.total_seconds()
+        self.guard = BindGuard(
+            max_failures=smpp.failed_bind_limit,
+            spread=smpp.failed_bind_spread,
+            block=smpp.failed_bind_block.total_seconds(),
         )
+        # bind passwords are checked on threads of their own (gateway/smpp/checkpool.py)
+        self.checks = CheckPool(smpp.bind_check_threads, smpp.bind_check_queue)
+        self._unblocks_seen = 0  # id of the last bind_unblocks row applied
         self.binds = BindCounter()
         self.buckets: dict[int, TokenBucket] = {}
         self.reassembler = Reassembler(smpp.max_pending_messages, smpp.reassembly_timeout)
@@ -107,6 +128,7 @@ class SmppServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         await self._recover_parts()
+        self._unblocks_seen = await loop.run_in_executor(None, self._last_unblock)
         for listener in self.config.smpp.listen:
             context = None
             if listener.tls is not None:
@@ -141,6 +163,7 @@ class SmppServer:
             await server.wait_closed()
         if self._expiry is not None:
             self._expiry.cancel()
+        self.checks.close()
 
     def enforce_directory(self) -> None:
         """After a reload: binds of carriers that were disabled or removed are unbound."""
@@ -159,6 +182,23 @@ class SmppServer:
         """Deliver ``pdu`` (a receipt or an MO deliver_sm) to a carrier: stored first, then
         sent on one of its receiver/transceiver binds, now or when it next binds."""
         self.outbox.send(carrier_id, pdu, message_id)
+
+    # -- failed-bind blocks lifted by gatewayctl carrier unblock --------------------------
+    def read_unblocks(self) -> list[tuple[int, str]]:
+        """Unblock requests newer than the last applied (blocking: run it in a thread)."""
+        with self.engine.connect() as conn:
+            return unblock.since(conn, self._unblocks_seen)
+
+    def apply_unblocks(self, requests: list[tuple[int, str]]) -> None:
+        """Lift the failed-bind blocks of each requested address (see read_unblocks)."""
+        for request_id, address in requests:
+            self._unblocks_seen = max(self._unblocks_seen, request_id)
+            lifted = self.guard.unblock(address)
+            log.warning("failed-bind blocks of %s lifted (%d were active)", address, lifted)
+
+    def _last_unblock(self) -> int:
+        with self.engine.connect() as conn:
+            return unblock.last_id(conn)
 
     def forget(self, conn: SmppConnection) -> None:
         self.connections.discard(conn)
@@ -421,35 +461,47 @@ class SmppConnection(asyncio.Protocol):
         server = self.server
         loop = asyncio.get_running_loop()
         our_id = server.config.smpp.system_id
-        verdict = server.guard.check(self.address, loop.time())
-        if verdict.delay:
-            await asyncio.sleep(verdict.delay)  # slows down guessing from this address
         system_id = str(pdu.params.get("system_id", ""))
-        guessing = False  # a full carrier (max_binds) is no guess either
-        if not verdict.allowed:
-            status, reason = Status.ESME_RBINDFAIL, "too many failed binds from this address"
-        else:
-            carrier = server.directory.by_system_id(system_id)
-            password = str(pdu.params.get("password", ""))
-            status, reason, guessing = await loop.run_in_executor(
-                None, bind_status, carrier, password, self.address
-            )
+        # counted on arrival, before any password is checked (BindGuard)
+        admission = server.guard.arrive(self.address, system_id, loop.time())
+        attempt = admission.attempt
+        try:
+            if admission.delay:
+                await asyncio.sleep(admission.delay)  # slows down guessing from this address
+            if attempt is None:
+                verdict = BindVerdict(Status.ESME_RBINDFAIL, admission.reason, kind="blocked")
+            else:
+                verdict = await self._check(system_id, str(pdu.params.get("password", "")))
+            status, reason = verdict.status, verdict.reason
             if status == Status.ESME_ROK:
+                carrier = server.directory.by_system_id(system_id)
                 assert carrier is not None
                 if not server.binds.try_add(carrier.id, carrier.max_binds):
                     status, reason = (
                         Status.ESME_RBINDFAIL,
                         f"carrier {carrier.name} has {carrier.max_binds} binds already",
                     )
+                    verdict = verdict._replace(kind="max_binds")
                 else:
                     self.carrier, self.bound = carrier, True
+            if attempt is not None:  # told before anything else, even if the peer left
+                if status == Status.ESME_ROK:
+                    server.guard.succeeded(attempt, loop.time())
+                elif verdict.guessing:
+                    server.guard.failed(attempt, loop.time())
+                else:
+                    server.guard.release(attempt, loop.time())
+        finally:
+            if attempt is not None:
+                server.guard.release(attempt, loop.time())  # no-op once told
+        if status != Status.ESME_ROK:
+            bind_failures(verdict.kind).inc()
         if self.session.state is State.CLOSED:
             if self.bound and self.carrier is not None:
                 server.binds.remove(self.carrier.id)
                 self.bound = False
             return
         if status == Status.ESME_ROK:
-            server.guard.succeeded(self.address, loop.time())
             self.session.accept_bind(pdu, our_id, utcnow())
             self.bind_type, self.bound_at = bind_type, utcnow()
             log.info(
@@ -464,14 +516,27 @@ class SmppConnection(asyncio.Protocol):
                 self._flush()  # the bind_resp goes before any deliver_sm
                 server.outbox.bound(self, self.carrier.id)
         else:
-            if guessing:
-                server.guard.failed(self.address, loop.time())
             log.warning(
                 "bind refused for system_id %r from %s: %s", system_id, self.address, reason
             )
             self.session.reject_bind(pdu, status, our_id)
         self._flush()
         self._arm()
+
+    async def _check(self, system_id: str, password: str) -> BindVerdict:
+        """The credentials' verdict from the password-check pool, or a refusal at once when
+        the pool has no room (ESME_RBINDFAIL, not counted as guessing)."""
+        carrier = self.server.directory.by_system_id(system_id)
+        future = self.server.checks.submit(
+            system_id, partial(_checked_bind_status, carrier, password, self.address)
+        )
+        busy = BindVerdict(Status.ESME_RBINDFAIL, "password checks busy", kind="busy")
+        if future is None:
+            return busy
+        try:
+            return cast(BindVerdict, await asyncio.wrap_future(future))
+        except Dropped:
+            return busy
 
     def _request(self, pdu: Pdu, now: datetime) -> None:
         carrier = self.carrier

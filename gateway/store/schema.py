@@ -183,6 +183,17 @@ audit_log = Table(
     Column("after", JSON, nullable=True),
 )
 
+# Requests to lift failed-bind blocks of an address (gatewayctl carrier unblock): every node
+# applies the rows newer than the last it saw on its provisioning reload.
+bind_unblocks = Table(
+    "bind_unblocks",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("at", UTCDateTime, nullable=False, index=True),
+    Column("actor", String(128), nullable=False),
+    Column("address", String(64), nullable=False),
+)
+
 # One row per message the gateway accepted; its id is the message id given to the sender.
 messages = Table(
     "messages",

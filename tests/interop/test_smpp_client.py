@@ -238,7 +238,7 @@ def test_wrong_password_is_retried_at_the_slow_pace_and_logged_once(
         for r in caplog.records
         if r.name == CLIENT_LOG and r.levelno == logging.WARNING
     ]
-    assert warnings == ["connection to-env1: bind refused: ESME_RINVPASWD"]
+    assert warnings == ["connection to-env1: bind refused: ESME_RBINDFAIL"]
     assert "wrong-pw" not in caplog.text
 
 
@@ -492,6 +492,7 @@ def tls_files(tmp_path):
     cert = ca.issue_cert("127.0.0.1")
     cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert.private_key_pem.write_to_path(str(key_file))
+    key_file.chmod(0o600)  # the gateway refuses a private key others can read
     cert.cert_chain_pems[0].write_to_path(str(cert_file))
     return ca, str(cert_file), str(key_file)
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.smpp.guard import AuthGuard, BindCounter, TokenBucket, Verdict
+from gateway.smpp.guard import Attempt, AuthGuard, BindCounter, BindGuard, TokenBucket, Verdict
 
 SRC = "192.0.2.1"
 OTHER = "198.51.100.7"
@@ -388,3 +388,155 @@ def test_bind_counter_property(limits, ops):
             assert binds.count(cid) == adds[cid] - removes[cid]
             assert 0 <= binds.count(cid) <= limit
     assert binds.total == sum(adds.values()) - sum(removes.values())
+
+
+# --- BindGuard: counted on arrival, per (address, system_id), the address on spread -----------
+
+
+def admit(guard: BindGuard, address: str, system_id: str, now: float) -> Attempt:
+    admission = guard.arrive(address, system_id, now)
+    assert admission.allowed and admission.attempt is not None, admission.reason
+    return admission.attempt
+
+
+def test_parallel_attempts_count_on_arrival_so_at_most_the_limit_are_checked():
+    guard = BindGuard(max_failures=10)
+    admitted = [guard.arrive(SRC, "TATA", 0.0) for _ in range(150)]
+    attempts = [a.attempt for a in admitted if a.allowed]
+    assert len(attempts) == 10  # the other 140 are refused before any password check
+    refused = [a for a in admitted if not a.allowed]
+    assert all(a.delay == guard.max_delay and a.attempt is None for a in refused)
+    # the right password, sent in the same burst, is refused as well
+    assert not guard.arrive(SRC, "TATA", 0.0).allowed
+    for attempt in attempts:
+        guard.failed(attempt, 1.0)
+    verdict = guard.arrive(SRC, "TATA", 1.0)
+    assert not verdict.allowed and verdict.blocked_until == 1.0 + guard.block
+
+
+def test_an_attempt_given_back_frees_its_place_and_counts_nothing():
+    guard = BindGuard(max_failures=2)
+    first, second = admit(guard, SRC, "TATA", 0.0), admit(guard, SRC, "TATA", 0.0)
+    assert not guard.arrive(SRC, "TATA", 0.0).allowed  # 2 in flight
+    guard.release(first, 0.0)  # e.g. no room in the check pool
+    guard.release(first, 0.0)  # told twice: once only
+    third = admit(guard, SRC, "TATA", 0.0)
+    guard.succeeded(second, 0.0)
+    guard.succeeded(third, 0.0)
+    assert guard.tracked == 0
+
+
+def test_one_bad_system_id_does_not_lock_out_another_behind_the_same_address():
+    guard = BindGuard(max_failures=3, spread=3, block=900.0)
+    for _ in range(3):
+        guard.failed(admit(guard, SRC, "KANNEL", 0.0), 0.0)
+    assert not guard.arrive(SRC, "KANNEL", 1.0).allowed
+    guard.succeeded(admit(guard, SRC, "TATA", 1.0), 1.0)  # the good carrier binds
+    assert guard.blocked(1.0) == (0, 1)
+    assert guard.arrive(OTHER, "KANNEL", 1.0).allowed  # another address is not concerned
+
+
+def test_failures_for_several_system_ids_block_the_whole_address():
+    guard = BindGuard(max_failures=10, spread=3, window=300.0, block=900.0)
+    guard.failed(admit(guard, SRC, "A", 0.0), 0.0)
+    guard.failed(admit(guard, SRC, "B", 1.0), 1.0)
+    guard.failed(admit(guard, SRC, "B", 2.0), 2.0)  # the same one again: still two
+    assert guard.arrive(SRC, "TATA", 2.0).allowed
+    guard.failed(admit(guard, SRC, "NOBODY", 3.0), 3.0)  # a third system_id
+    verdict = guard.arrive(SRC, "TATA", 4.0)
+    assert not verdict.allowed and verdict.blocked_until == 903.0
+    assert "address blocked" in verdict.reason
+    assert guard.blocked(4.0) == (1, 0)
+    assert guard.arrive(SRC, "TATA", 903.0).allowed  # the block ends
+
+
+def test_failures_for_other_system_ids_outside_the_window_do_not_add_up():
+    guard = BindGuard(spread=3, window=300.0)
+    guard.failed(admit(guard, SRC, "A", 0.0), 0.0)
+    guard.failed(admit(guard, SRC, "B", 100.0), 100.0)
+    guard.failed(admit(guard, SRC, "C", 301.0), 301.0)  # A's failure is out of the window
+    assert guard.arrive(SRC, "TATA", 301.0).allowed
+
+
+def test_a_success_takes_its_system_id_out_of_the_address_count():
+    guard = BindGuard(spread=3)
+    guard.failed(admit(guard, SRC, "A", 0.0), 0.0)
+    guard.failed(admit(guard, SRC, "TATA", 0.0), 0.0)  # a typo, then the right password
+    guard.succeeded(admit(guard, SRC, "TATA", 0.0), 0.0)
+    guard.failed(admit(guard, SRC, "B", 0.0), 0.0)
+    assert guard.arrive(SRC, "TATA", 0.0).allowed
+
+
+def test_an_address_has_at_most_the_limit_in_flight_across_system_ids():
+    guard = BindGuard(max_failures=4, spread=3)
+    admitted = [guard.arrive(SRC, f"S{i}", 0.0) for i in range(20)]
+    assert sum(a.allowed for a in admitted) == 4
+    assert guard.arrive(OTHER, "S0", 0.0).allowed
+
+
+def test_unblock_lifts_the_address_and_its_pairs_blocks():
+    guard = BindGuard(max_failures=2, spread=2)
+    for system_id in ("A", "A", "B"):
+        guard.failed(admit(guard, SRC, system_id, 0.0), 0.0)
+    assert guard.blocked(1.0) == (1, 1)
+    assert guard.unblock(SRC) == 2
+    assert guard.blocked(1.0) == (0, 0)
+    assert guard.arrive(SRC, "A", 1.0).allowed
+    assert guard.unblock(OTHER) == 0
+
+
+def test_an_attempt_outliving_its_entries_gives_its_place_back_harmlessly():
+    guard = BindGuard(max_failures=2, max_sources=1)
+    attempt = admit(guard, SRC, "A", 0.0)
+    admit(guard, OTHER, "B", 0.0)  # evicts SRC's entries (bounded memory)
+    guard.failed(attempt, 0.0)
+    guard.unblock(OTHER)
+    assert guard.tracked == 0
+
+
+def test_delays_grow_with_the_pairs_failures_not_with_other_system_ids():
+    guard = BindGuard(free_failures=3, max_failures=10, spread=100)
+    for _ in range(5):
+        guard.failed(admit(guard, SRC, "A", 0.0), 0.0)
+    assert guard.arrive(SRC, "A", 0.0).delay == 2.0
+    assert guard.arrive(SRC, "TATA", 0.0).delay == 0.0
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["arrive", "arrive", "failed", "release"]),
+            st.sampled_from(["a", "b"]),
+            st.sampled_from(["X", "Y", "Z"]),
+            st.floats(min_value=0.0, max_value=20.0),
+            st.integers(min_value=0, max_value=5),
+        ),
+        max_size=120,
+    )
+)
+def test_bind_guard_never_admits_more_than_the_limit_per_pair_and_window(ops) -> None:
+    """A model of what was checked: at each admission, the pair's failures within the window
+    plus its attempts in flight stay below the limit, and an address never has more than the
+    limit in flight (no success, so nothing is forgiven; block > window)."""
+    guard = BindGuard(free_failures=1, max_failures=3, spread=3, window=30.0, block=40.0)
+    now = 0.0
+    open_attempts: list[Attempt] = []
+    failures: dict[tuple[str, str], list[float]] = {}
+    for op, address, system_id, step, pick in ops:
+        now += step
+        if op == "arrive":
+            key = (address, system_id)
+            recent = len([t for t in failures.get(key, []) if t > now - 30.0])
+            flying = sum(1 for a in open_attempts if (a.address, a.system_id) == key)
+            admission = guard.arrive(address, system_id, now)
+            if admission.attempt is not None:
+                assert recent + flying < 3
+                assert sum(1 for a in open_attempts if a.address == address) < 3
+                open_attempts.append(admission.attempt)
+        elif open_attempts:
+            attempt = open_attempts.pop(pick % len(open_attempts))
+            if op == "failed":
+                failures.setdefault((attempt.address, attempt.system_id), []).append(now)
+                guard.failed(attempt, now)
+            else:
+                guard.release(attempt, now)
