@@ -460,15 +460,38 @@ class SmppConfig(_Checked):
         check=_positive_duration,
     )
     failed_bind_limit: int = setting(
-        "Failed binds from one address within 5 minutes before it is refused for"
-        " failed_bind_block (the 4th and later failures are also answered more slowly) (1-1000).",
+        "Failed binds for one system_id from one address within 5 minutes, binds still being"
+        " checked included, before that system_id is refused from that address for"
+        " failed_bind_block (the 4th and later failures are also answered more slowly); also"
+        " the most binds of one address checked at once (1-1000).",
         10,
         check=_between(1, 1000),
     )
     failed_bind_block: timedelta = setting(
-        "How long an address that reached failed_bind_limit is refused, whatever it sends.",
+        "How long a system_id from an address that reached failed_bind_limit (or an address"
+        " blocked under failed_bind_spread) is refused, whatever it sends; gatewayctl carrier"
+        " unblock ADDRESS lifts it.",
         timedelta(minutes=15),
         check=_positive_duration,
+    )
+    failed_bind_spread: int = setting(
+        "Distinct system_ids (unknown ones included) failing to bind from one address within"
+        " 5 minutes that block the whole address for failed_bind_block (2-1000).",
+        3,
+        check=_between(2, 1000),
+    )
+    bind_check_threads: int = setting(
+        "Threads that check bind passwords (scrypt, 16 MiB each), apart from everything else"
+        " (1-64).",
+        2,
+        check=_between(1, 64),
+    )
+    bind_check_queue: int = setting(
+        "Bind password checks that may wait for a thread; beyond it the system_id with the"
+        " most waiting gives way, and a bind that cannot get a place is answered"
+        " ESME_RBINDFAIL at once (1-100000).",
+        64,
+        check=_between(1, 100_000),
     )
     max_pending_messages: int = setting(
         "Concatenated messages that may wait for parts at once; more are answered"

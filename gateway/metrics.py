@@ -116,6 +116,20 @@ SIP_MESSAGES_THROTTLED = Counter(
     "MESSAGEs from apps answered 503 with Retry-After for going over sip.message_rate.",
     registry=REGISTRY,
 )
+SMPP_BIND_FAILURES = Counter(
+    "gateway_smpp_bind_failures",
+    "Binds refused, by reason: unknown_system_id, wrong_password, address_not_allowed (all"
+    " answered ESME_RBINDFAIL alike), disabled, max_binds, blocked (by the failed-bind guard,"
+    " no password checked), busy (no room to check the password).",
+    ["reason"],
+    registry=REGISTRY,
+)
+SMPP_BIND_CHECKS = Counter(
+    "gateway_smpp_bind_checks",
+    "Bind passwords checked (scrypt), including the equal-cost checks run for unknown"
+    " system_ids and disallowed addresses.",
+    registry=REGISTRY,
+)
 
 
 SIP_METHODS = frozenset(
