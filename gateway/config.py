@@ -631,6 +631,16 @@ class SipConfig(_Checked):
         " sends is dropped unread (UDP) or its connections closed (TCP/TLS). 0 turns the"
         " guard off. Put SBCs and load generators that legitimately send more in"
         " trusted_networks (0-10000000).",
+    contact_networks: tuple[str, ...] = setting(
+        "Addresses or networks (CIDR: 10.0.0.0/8) a REGISTER's Contact may name besides the"
+        " address the REGISTER came from; any other Contact host (or a host name) is refused"
+        " 403. Empty: only the source address. List your apps' private networks when they"
+        " register through NAT without rewriting their Contact, or the networks behind an"
+        " SBC. Messages go to an app only over its registration's own flow (its TCP/TLS"
+        " connection, or the UDP address and port it registered from), never to the Contact.",
+        (),
+        check=_networks,
+    )
         2000,
         check=_between(0, 10_000_000),
     )

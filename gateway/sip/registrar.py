@@ -1,9 +1,17 @@
-# SIP registrar bindings: REGISTER processing per RFC 3261 §10.3 (steps 5-8) and §10.2, sans-IO.
+# SIP registrar: REGISTER per RFC 3261 §10.3 (steps 1-2 as checks, 5-8 as bindings), sans-IO.
 """The location service of the gateway: which contacts each account is registered at.
 
-``Bindings.register`` applies one REGISTER that has already been authenticated (§10.3 steps
-1-4 are the server's: Request-URI domain, Require, digest, To = the account) to the bindings
-held in memory and returns a ``RegisterResult`` with the status, the extra response headers
+The server runs §10.3 in order: step 1 :func:`serves_domain` (a Request-URI naming another
+domain is 404, RFC 3261 §21.4.5: "the domain in the Request-URI does not match any of the
+domains handled by the recipient"; the gateway is no proxy, so it does not forward), step 2
+:func:`unsupported_options` (420 Bad Extension with Unsupported, §8.2.2.3; also for MESSAGE),
+step 3 digest, step 4 To = the account, then :func:`foreign_contact` (403 for a Contact
+naming a host other than the REGISTER's source, unless in ``sip.contact_networks``: the
+gateway only delivers over the registration's own flow, and refuses contacts that could
+make it reach elsewhere).
+
+``Bindings.register`` applies one REGISTER that has already passed those checks to the
+bindings held in memory and returns a ``RegisterResult`` with the status, the extra response headers
 and the bindings before and after, so the caller can persist them and answer only once they
 are committed (or ``restore`` the previous ones if the commit fails). Nothing here does I/O
 or reads a clock: ``now`` is a parameter.
@@ -11,7 +19,14 @@ or reads a clock: ``now`` is a parameter.
 Decisions beyond RFC 3261's text:
 
 * Every check happens before anything changes, so any error leaves the bindings untouched.
-* A contact's identity is its URI in wire form (``str(Uri)``), not the §19.1.4 comparison.
+* Contacts are compared per §19.1.4 (:func:`same_uri`): scheme and host without case,
+  userinfo with case, escapes of unreserved characters equal to the characters, parameters in
+  any order, ``transport``/``user``/``ttl``/``method``/``maddr`` compared when present in
+  either URI, other parameters only when present in both, headers always, an absent port
+  never equal to an explicit 5060. A Contact equivalent to a held binding updates it (stored
+  in the new wire form); one equivalent to several (they can differ in a parameter only one
+  of them has) updates all of them into one. The relation is not transitive, so bindings are
+  kept under their wire form and matched by scanning the account's few bindings.
 * ``Contact: *`` (with ``Expires: 0`` only, as the sole value) removes every binding of the
   account, after the Call-ID/CSeq check of step 6 against each of them.
 * The same contact twice in one request: the last one counts.
@@ -26,14 +41,16 @@ Decisions beyond RFC 3261's text:
 from __future__ import annotations
 
 import heapq
+import ipaddress
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from functools import lru_cache
 
-from gateway.sip.message import Request, SipError, parse_name_addr
+from gateway.sip.message import Request, SipError, Uri, parse_name_addr, parse_uri
 
 TRANSPORTS = frozenset({"udp", "tcp", "tls"})
 MAX_CONTACT_LENGTH = 512
@@ -43,6 +60,155 @@ MAX_DELTA_SECONDS = 2**32 - 1
 
 _DIGITS_RE = re.compile(r"[0-9]+")
 _QVALUE_RE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+SUPPORTED_OPTIONS: frozenset[str] = frozenset()
+"""Option tags (RFC 3261 §19.2) the gateway supports in Require: none."""
+MAX_UNSUPPORTED = 16
+"""Most option tags listed in one Unsupported header (rule 5)."""
+_OPTION_TAG_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]{1,64}")
+
+
+# -- §10.3 steps 1-2 and the contact host ---------------------------------------------------
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An IP literal (IPv4-mapped IPv6 as IPv4), or None for a name."""
+    try:
+        ip = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def serves_domain(uri: Uri, domain: str, addresses: Iterable[str]) -> bool:
+    """§10.3 step 1: whether a Request-URI names our domain or one of our ``addresses``."""
+    if uri.host.lower() == domain.lower():
+        return True
+    ip = _ip(uri.host)
+    return ip is not None and any(ip == _ip(address) for address in addresses)
+
+
+def unsupported_options(
+    request: Request, supported: frozenset[str] = SUPPORTED_OPTIONS
+) -> list[str]:
+    """§10.3 step 2 / §8.2.2.3: the Require option tags not in ``supported``, in order and
+    once each (at most :data:`MAX_UNSUPPORTED`), for a 420's Unsupported header. A value that
+    is not an option tag (a token of at most 64 characters) is SipError 400."""
+    found: list[str] = []
+    for tag in request.headers.get_all("require"):
+        tag = tag.strip()
+        if not tag:
+            continue
+        if not _OPTION_TAG_RE.fullmatch(tag):
+            raise SipError(400, "Bad Request (Require is not a list of option tags)")
+        if tag not in supported and tag not in found and len(found) < MAX_UNSUPPORTED:
+            found.append(tag)
+    return found
+
+
+def foreign_contact(
+    request: Request, source: tuple[str, int], networks: Sequence[IpNetwork] = ()
+) -> str | None:
+    """The first Contact host of a REGISTER that is neither the source address of the
+    request nor in ``networks`` (None when all are fine). ``*`` and contacts being removed
+    (expires 0) are never foreign: removing can reach nothing. Malformed values are left to
+    :meth:`Bindings.register`, which answers them."""
+    source_ip = _ip(source[0])
+    header_expires = (request.headers.get("expires") or "").strip()
+    for value in request.headers.get_all("contact"):
+        if value.strip() == "*":
+            continue
+        try:
+            name_addr = parse_name_addr(value)
+        except SipError:
+            continue
+        present, text = _param(name_addr.params, "expires")
+        removing = (text or "").strip() == "0" if present else header_expires == "0"
+        if removing:
+            continue
+        host = name_addr.uri.host
+        ip = _ip(host)
+        if ip is not None and (ip == source_ip or any(ip in net for net in networks)):
+            continue
+        return host
+    return None
+
+
+# -- §19.1.4 URI comparison -------------------------------------------------------------------
+_ESCAPED_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+_KEEP_ESCAPED = frozenset(";/?:@&=+$,%")  # RFC 2396 reserved characters, and % itself
+_ALWAYS_COMPARED = frozenset({"transport", "user", "ttl", "method", "maddr"})
+
+_UriKey = tuple[
+    str, str | None, str | None, str, int | None, dict[str, str | None], tuple[str, ...]
+]
+
+
+def _unescape(text: str | None) -> str | None:
+    """Escapes of characters outside the reserved set become the characters (§19.1.4); the
+    others stay escaped, in upper case hex."""
+    if text is None:
+        return None
+
+    def one(match: re.Match[str]) -> str:
+        char = chr(int(match.group(1), 16))
+        return f"%{match.group(1).upper()}" if char in _KEEP_ESCAPED else char
+
+    return _ESCAPED_RE.sub(one, text)
+
+
+def _host_key(host: str) -> str:
+    ip = _ip(host) if ":" in host else None  # IPv6 literals in any of their spellings
+    return str(ip) if ip is not None else host.lower()
+
+
+@lru_cache(maxsize=4096)
+def _uri_key(text: str) -> _UriKey:
+    """What §19.1.4 compares of a URI, normalised (a held contact is parsed once)."""
+    uri = parse_uri(text)
+    params: dict[str, str | None] = {}
+    for name, value in uri.params.items():
+        value = _unescape(value)
+        params[(_unescape(name) or "").lower()] = None if value is None else value.lower()
+    headers: list[str] = []
+    for item in (uri.headers or "").split("&"):
+        if item:
+            name, _, value = item.partition("=")
+            headers.append(f"{(_unescape(name) or '').lower()}={_unescape(value)}")
+    return (
+        uri.scheme,
+        _unescape(uri.user),
+        _unescape(uri.password),
+        _host_key(uri.host),
+        uri.port,
+        params,
+        tuple(sorted(headers)),
+    )
+
+
+def same_uri(one: str | Uri, other: str | Uri) -> bool:
+    """Whether two SIP URIs are equivalent per RFC 3261 §19.1.4."""
+    a = _uri_key(str(one))
+    b = _uri_key(str(other))
+    if a[:5] != b[:5] or a[6] != b[6]:
+        return False
+    params_a, params_b = a[5], b[5]
+    for name in params_a.keys() | params_b.keys():
+        if name in params_a and name in params_b:
+            if params_a[name] != params_b[name]:
+                return False
+        elif name in _ALWAYS_COMPARED:
+            return False
+    return True
+
+
+def _same_or_unparsable(one: str, other: str) -> bool:
+    """same_uri, False when either is not a URI (a held contact always is one)."""
+    try:
+        return same_uri(one, other)
+    except SipError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,14 +411,16 @@ class Bindings:
         for item in wanted.values():
             if 0 < item.expires < self.min_expires:
                 raise _Refused(423, "Interval Too Brief", (("Min-Expires", str(self.min_expires)),))
-        self._check_order((live[c] for c in wanted if c in live), call_id, cseq)
+        matched = {item.contact: self._matching(live, item.contact) for item in wanted.values()}
+        self._check_order((live[c] for found in matched.values() for c in found), call_id, cseq)
         user_agent = request.headers.get("user-agent")
         if user_agent is not None:
             user_agent = user_agent[:MAX_USER_AGENT_LENGTH]
         new = live
         for item in wanted.values():
+            for contact in matched[item.contact]:
+                new.pop(contact, None)
             if item.expires == 0:
-                new.pop(item.contact, None)
                 continue
             new[item.contact] = Binding(
                 account=account,
@@ -271,8 +439,14 @@ class Bindings:
             raise _Refused(403, f"Too many contacts (at most {self.max_contacts} per account)")
         return new
 
+    @staticmethod
+    def _matching(held: dict[str, Binding], contact: str) -> list[str]:
+        """The held contacts equivalent to ``contact`` (§19.1.4)."""
+        return [c for c in held if c == contact or _same_or_unparsable(c, contact)]
+
     def _wanted(self, values: list[str], header_expires: int | None) -> dict[str, _Wanted]:
-        """Contact values -> validated (URI, expiry, q), keyed by URI; the last one wins."""
+        """Contact values -> validated (URI, expiry, q), keyed by URI; of equivalent ones
+        (§19.1.4) the last one wins."""
         wanted: dict[str, _Wanted] = {}
         for value in values:
             try:
@@ -300,6 +474,8 @@ class Bindings:
                 if text is None or not _QVALUE_RE.fullmatch(text):
                     raise _Refused(400, "Bad Contact q (0 to 1, three decimals at most)")
                 q = float(text)
+            for earlier in [c for c in wanted if same_uri(c, contact)]:
+                del wanted[earlier]
             wanted[contact] = _Wanted(contact, min(expires, self.max_expires), q)
         return wanted
 
@@ -344,12 +520,18 @@ class Bindings:
         return True
 
     def load(self, bindings: Iterable[Binding]) -> None:
-        """Add bindings read from the store at start (a later one for the same contact wins)."""
+        """Add bindings read from the store at start; of equivalent contacts (§19.1.4, e.g.
+        stored before contacts were compared so) the most recently updated one is kept."""
         for binding in bindings:
             held = self._by_account.setdefault(binding.account, {})
-            if binding.contact not in held:
-                self._count += 1
+            twins = self._matching(held, binding.contact)
+            if any(held[c].updated_at > binding.updated_at for c in twins):
+                continue
+            for contact in twins:
+                del held[contact]
+                self._count -= 1
             held[binding.contact] = binding
+            self._count += 1
             self._push(binding)
 
     def remove_account(self, account: int) -> tuple[Binding, ...]:

@@ -13,10 +13,12 @@ parallel and reports one Outcome.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import math
 import os
 import re
+import socket
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
@@ -45,7 +47,13 @@ from gateway.sip.message import (
     split_outside,
 )
 from gateway.sip.pike import Pike
-from gateway.sip.registrar import Binding, Bindings
+from gateway.sip.registrar import (
+    Binding,
+    Bindings,
+    foreign_contact,
+    serves_domain,
+    unsupported_options,
+)
 from gateway.sip.regstore import ExpireBindingsOp, SaveBindingsOp, load_bindings
 from gateway.sip.rescue import error_response
 from gateway.sip.transaction import (
@@ -62,7 +70,7 @@ from gateway.sip.transaction import (
     TransactionTable,
     TransportFailed,
 )
-from gateway.sip.transport import Flow, SipTransports
+from gateway.sip.transport import WILDCARDS, Flow, SipTransports
 from gateway.smpp.guard import AuthGuard, TokenBucket
 from gateway.store.writer import BatchWriter, WriterError
 from gateway.tasks import forever, guarded
@@ -75,7 +83,6 @@ log = logging.getLogger("gateway.sip")
 
 ALLOWED = "REGISTER, MESSAGE, OPTIONS"
 LOGGED_BAD = 100  # malformed messages logged before the log goes quiet (they are counted)
-CONNECT_TIMEOUT = 5.0
 RETRY_LATER = [("Retry-After", "5")]  # with a 503 when the store cannot take a write
 MAX_RATED_ACCOUNTS = 100_000  # accounts with a MESSAGE token bucket at once
 
@@ -114,7 +121,13 @@ class SipServer:
         self.directory = directory
         self.timers = Timers(t1=sip.transaction_timeout / 64)
         self.table = TransactionTable(sip.max_transactions)
+        # a random epoch per boot inside every nonce: one issued before a restart (or by
+        # another node) gets a stale challenge, so a captured REGISTER cannot be replayed
         self.nonces = NonceManager(nonce_secret or os.urandom(32))
+        self.contact_networks = tuple(
+            ipaddress.ip_network(n, strict=False) for n in sip.contact_networks
+        )
+        self._local_ips: dict[str, bool] = {}  # IP literal -> one of this host's addresses
         self.guard = AuthGuard(
             max_failures=sip.failed_auth_limit, block=sip.failed_auth_block.total_seconds()
         )
@@ -262,6 +275,15 @@ class SipServer:
         # Max-Forwards 0 is no reason to refuse: the gateway is the endpoint of every request it
         # takes (registrar, MESSAGE store-and-forward, OPTIONS), not a proxy (RFC 4475 zeromf;
         # loops between environments are stopped by the env path instead)
+        if request.method == "REGISTER" and not self._serves(request, flow):
+            # RFC 3261 §10.3 step 1; 404 per §21.4.5 (a domain we do not handle; no proxying)
+            host = request.uri.host[:64]
+            self.respond(transaction, 404, f"Not Found (domain {host} not served here)")
+            return
+        unsupported = unsupported_options(request)  # §10.3 step 2, §8.2.2.3 (400 if garbled)
+        if unsupported:
+            self.respond(transaction, 420, extra=[("Unsupported", ", ".join(unsupported))])
+            return
         if request.method == "OPTIONS":
             self.respond(transaction, 200, extra=[("Allow", ALLOWED), ("Accept", "text/plain")])
         elif request.method == "REGISTER":
@@ -445,6 +467,38 @@ class SipServer:
         self.respond(transaction, 407 if proxy else 401, extra=[(name, v) for v in values])
 
     # -- REGISTER ---------------------------------------------------------------------------
+    def _serves(self, request: Request, flow: Flow) -> bool:
+        """§10.3 step 1: the Request-URI names sip.domain or an address of this node (a
+        listener's, the one the request came to, or with a listener on every interface any
+        local address)."""
+        bound = {b.host for b in self.transports.bound} | {flow.local[0]}
+        if serves_domain(request.uri, self.domain, bound - WILDCARDS):
+            return True
+        return bool(bound & WILDCARDS) and self._is_local_ip(request.uri.host)
+
+    def _is_local_ip(self, host: str) -> bool:
+        """Whether ``host`` is an IP address of this machine (it can be bound), cached."""
+        known = self._local_ips.get(host)
+        if known is not None:
+            return known
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False  # a name other than sip.domain
+        if ip.is_unspecified or ip.is_multicast:
+            return False
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.bind((str(ip), 0))
+            local = True
+        except OSError:
+            local = False
+        if len(self._local_ips) >= 1024:
+            self._local_ips.clear()
+        self._local_ips[host] = local
+        return local
+
     def _register(self, transaction: ServerTransaction, flow: Flow, now: datetime) -> None:
         account = self._authenticate(transaction, flow, now, proxy=False)
         if account is None:
@@ -457,6 +511,17 @@ class SipServer:
             return
         if not self.directory.names(unquote(to_uri.user or ""), account):
             self.respond(transaction, 403, "Forbidden (an account may register only its own AOR)")
+            return
+        foreign = foreign_contact(request, flow.remote, self.contact_networks)
+        if foreign is not None:
+            # messages go back over the registration's own flow only; a Contact naming another
+            # host could only be a mistake or an attempt to make the gateway reach it
+            log.info(
+                "REGISTER of %s from %s refused: Contact host %r is not its address",
+                account.account_id, flow.remote[0], foreign[:64],
+            )  # fmt: skip
+            why = f"Forbidden (Contact host {foreign[:64]} is not the address you register from)"
+            self.respond(transaction, 403, why)
             return
         result = self.bindings.register(
             account.id,
@@ -604,18 +669,33 @@ class SipServer:
 
     # -- MESSAGE to an app ----------------------------------------------------------------------
     def live_contacts(self, account: int, now: datetime) -> int:
-        """How many registered contacts the account has right now."""
-        return len(self.bindings.contacts(account, now))
+        """How many registered contacts of the account can be reached right now (over their
+        own flow); an app whose TCP/TLS connection is gone counts as offline until it
+        registers again."""
+        return len(self._reachable(account, now))
+
+    def _reachable(self, account: int, now: datetime) -> list[tuple[Binding, Flow]]:
+        """Live bindings of ``account`` with the flow each registered on (RFC 5626's idea):
+        the same TCP/TLS connection, or for UDP the address and port the REGISTER came from.
+        The Contact is never connected to, so no REGISTER can make the gateway reach
+        another host or port (issue 15)."""
+        found = []
+        for binding in self.bindings.contacts(account, now):
+            host, port = binding.source
+            flow = self.transports.flow_to(binding.transport, host, port)
+            if flow is not None:
+                found.append((binding, flow))
+        return found
 
     async def send_message(
         self, account: SipAccount, *, from_user: str, to_user: str, text: str
     ) -> Outcome:
-        """Deliver ``text`` to every live contact of ``account`` in parallel."""
-        contacts = self.bindings.contacts(account.id, utcnow())
-        if not contacts:
+        """Deliver ``text`` to every reachable contact of ``account`` in parallel."""
+        reachable = self._reachable(account.id, utcnow())
+        if not reachable:
             return OFFLINE
-        delivery = Delivery(len(contacts))
-        for binding in contacts:
+        delivery = Delivery(len(reachable))
+        for binding, flow in reachable:
             request, branch = message_request(
                 binding.contact,
                 transport=binding.transport,
@@ -625,16 +705,7 @@ class SipServer:
                 to_user=to_user,
                 text=text,
             )
-            host, port = binding.source
-            flow = self.transports.flow_to(binding.transport, host, port)
-            if flow is not None:
-                self._start_fork(delivery, flow, request, branch)
-            else:
-                self._spawn(
-                    self._connect_and_start(
-                        delivery, binding.contact, binding.transport, request, branch
-                    )
-                )
+            self._start_fork(delivery, flow, request, branch)
         return await delivery.result
 
     def _start_fork(self, delivery: Delivery, flow: Flow, request: Request, branch: str) -> None:
@@ -648,21 +719,6 @@ class SipServer:
         self._forks[transaction.key] = _Fork(delivery, flow)
         self._run(transaction, self.table.settle(transaction, transaction.start()))
         self._arm()
-
-    async def _connect_and_start(
-        self, delivery: Delivery, contact: str, transport: str, request: Request, branch: str
-    ) -> None:
-        """No connection left to that app: open one to its Contact address (works when it
-        is not behind NAT)."""
-        uri = parse_uri(contact)
-        port = uri.port or (5061 if transport == "tls" else 5060)
-        try:
-            flow = await self.transports.connect(transport, uri.host, port, CONNECT_TIMEOUT)
-        except (OSError, TimeoutError) as exc:
-            reason = f"Service Unavailable (cannot reach {uri.host}:{port}: {exc})"
-            delivery.ended(503, reason[:200])
-            return
-        self._start_fork(delivery, flow, request, branch)
 
 
 def _stamp_via(request: Request, flow: Flow) -> None:
