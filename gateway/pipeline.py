@@ -525,15 +525,16 @@ class Pipeline:
 
     def _guarded(self, task: str, p: Pending, work: Any) -> Any:
         """``work`` (a message's delivery) whose unexpected error recovers the message."""
-        return guarded(task, work, lambda exc: self._recover(p, exc), message_id=p.id)
+        return guarded(task, work, lambda exc: self._recover(p, exc, sent=True), message_id=p.id)
 
-    def _recover(self, p: Pending, exc: BaseException) -> None:
+    def _recover(self, p: Pending, exc: BaseException, sent: bool = False) -> None:
         """An attempt ended with an unexpected error (already reported): it counts as a
         failed attempt, retried by ``delivery.retry`` and expired when its validity ends, so
-        its destination is not blocked. Nothing to do when the message was settled before."""
+        its destination is not blocked. Nothing to do when the message was settled before
+        the error (``sent``: the error came from its delivery task, after it went out)."""
         line = self.queue.line(p.destination)
         started = p.id in self.in_flight
-        if not started and (line is None or line.state is not LineState.BUSY):
+        if not started and (sent or line is None or line.state is not LineState.BUSY):
             return  # settled (or parked) before the error: its line moved on
         if not started:  # failed before it went out: still an attempt
             p.attempts += 1
