@@ -9,6 +9,7 @@ the audit log with who made it (``--actor``, else ``$GATEWAY_ACTOR``, else user@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from billing import commands as billing_commands
 from gateway import __version__, admin, render, status_view, trace
 from gateway.config import Config, load_config
 from gateway.errors import GatewayError
+from gateway.password_input import password_options
 from gateway.provisioning import apply as declarative
 from gateway.provisioning import audit, service, unblock
 from gateway.provisioning.base import Kind
@@ -114,6 +116,10 @@ class Group(click.Group):
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None, actor: str | None) -> None:
     """Provision, inspect and run the SMPP/SIP messaging gateway."""
+    # Files gatewayctl creates (the SQLite store and its side files, the key file, exports)
+    # are owner-only: the store holds digest hashes, message texts and the audit log.
+    previous = os.umask(0o077)
+    ctx.call_on_close(lambda: os.umask(previous))
     ctx.obj = Obj(config_path, actor)
 
 
@@ -144,9 +150,11 @@ json_option = render.json_option
 @main.command()
 @pass_obj
 def init(obj: Obj) -> None:
-    """Create or upgrade the database, and create the secret key file if missing."""
+    """Create or upgrade the database, and create the secret key file if missing.
+
+    The store and its side files are made owner-only (0600), as the key file is."""
     from gateway.secrets import SecretBox
-    from gateway.store.engine import display_url, make_engine, migrate
+    from gateway.store.engine import display_url, make_engine, migrate, restrict_sqlite_files
 
     config = obj.config
     engine = make_engine(config.database)
@@ -154,6 +162,8 @@ def init(obj: Obj) -> None:
         before, after = migrate(engine)
     finally:
         engine.dispose()
+    for name in restrict_sqlite_files(config.database):
+        click.echo(f"note: {name} could be read by group or others: now owner-only (0600)")
     created = not Path(config.secret_key_file).exists()
     SecretBox.from_key_file(config.secret_key_file, create=True)
     where = display_url(config.database)
@@ -273,13 +283,7 @@ def add_enable_commands(group: click.Group, k: Kind) -> None:
 def add_passwd_command(group: click.Group, k: Kind) -> None:
     @group.command("passwd")
     @click.argument("ref", metavar=k.ref_help)
-    @click.option(
-        "--password",
-        prompt=True,
-        hide_input=True,
-        confirmation_prompt=True,
-        help="New password (asked if not given).",
-    )
+    @password_options("New password")
     @pass_obj
     def passwd(obj: Obj, ref: str, password: str) -> None:
         run_change(
@@ -293,13 +297,7 @@ def add_passwd_command(group: click.Group, k: Kind) -> None:
     passwd.help = f"Set a new password for {a(k.name)}."
 
 
-password_option = click.option(
-    "--password",
-    prompt=True,
-    hide_input=True,
-    confirmation_prompt=True,
-    help="Password (asked if not given).",
-)
+password_option = password_options("Password")
 
 # -- customers, products, accounts, DIDs ----------------------------------------------------
 customer = kind_group("customer", "Customers (owners of accounts).")

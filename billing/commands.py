@@ -39,7 +39,10 @@ def store(obj: Any) -> Iterator[Engine]:
 
 
 def _day(text: str, option: str) -> date:
-    return F.day(text, option)
+    day = F.day(text, option)
+    if not 1970 <= day.year <= 9998:  # a day's bounds in any time zone stay within datetime's
+        raise InvalidInput(option, f"{text!r} is out of range: give a day from 1970 to 9998")
+    return day
 
 
 def _money(value: Any) -> str:
@@ -207,6 +210,41 @@ def _carriers_with(conn: Connection, month: str) -> list[str]:
     return list(conn.execute(query).scalars())
 
 
+def _check_out_file(out: str) -> None:
+    """``--out`` for one file: ``-`` (standard output), or a file in an existing folder."""
+    if out == "-":
+        return
+    path = Path(out)
+    if path.is_dir():
+        raise InvalidInput("--out", f"{out} is a folder: give a file name (or '-' for stdout)")
+    if not path.parent.is_dir():
+        raise InvalidInput(
+            "--out", f"folder {path.parent} does not exist: create it first, or write elsewhere"
+        )
+
+
+def _check_out_folder(out: str) -> None:
+    """``--out`` for one file per carrier: an existing folder (never created, never ``-``)."""
+    if out == "-":
+        raise InvalidInput(
+            "--out",
+            "'-' (standard output) takes one carrier's export: add --carrier NAME,"
+            " or give a folder for one file per carrier",
+        )
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise InvalidInput("--out", f"{out} is a file: without --carrier, give a folder")
+    if not path.is_dir():
+        raise InvalidInput("--out", f"folder {out} does not exist: create it first")
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as error:
+        raise InvalidInput("--out", f"cannot write {path}: {error.strerror}") from None
+
+
 @settlement.command("export")
 @month_option
 @click.option("--carrier", metavar="NAME", help="One carrier (default: each, one file each).")
@@ -215,13 +253,18 @@ def _carriers_with(conn: Connection, month: str) -> list[str]:
     "--out",
     required=True,
     metavar="PATH",
-    help="File to write (with --carrier; '-' for standard output), else a folder.",
+    help="With --carrier: the file to write ('-' for standard output); else an existing"
+    " folder, where each carrier's export is settlement-MONTH-CARRIER.FORMAT.",
 )
 @click.pass_obj
 def settlement_export(obj: Any, month: str, carrier: str | None, fmt: str, out: str) -> None:
     """Export settlements: CSV and JSON for finance systems (byte-identical for the same
     data; columns in docs/billing.md), PDF for people."""
     runs.parse_month(month)
+    if carrier is not None:
+        _check_out_file(out)
+    else:
+        _check_out_folder(out)
     with store(obj) as engine, engine.connect() as conn:
         names = [carrier] if carrier is not None else _carriers_with(conn, month)
         docs = [(name, runs.load(conn, name, month)) for name in names]
@@ -231,16 +274,13 @@ def settlement_export(obj: Any, month: str, carrier: str | None, fmt: str, out: 
             sys.stdout.buffer.write(data)
             sys.stdout.flush()
             return
-        Path(out).write_bytes(data)
+        _write(Path(out), data)
         click.echo(f"wrote {out} ({len(data):,} bytes)")
         return
     folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise InvalidInput("out", f"{out} is a file: without --carrier, give a folder")
-    folder.mkdir(parents=True, exist_ok=True)
     for name, doc in docs:
         path = folder / f"settlement-{month}-{name}.{fmt}"
-        path.write_bytes(export.render(doc, fmt))
+        _write(path, export.render(doc, fmt))
         click.echo(f"wrote {path}")
     if not docs:
         click.echo(f"no settlements of {month}: run 'gatewayctl settlement run --month {month}'")
@@ -287,6 +327,7 @@ def cdrs_export(obj: Any, carrier: str, first: str, last: str, fmt: str, out: st
     """Itemised CDRs of a carrier, for disputes: one per message, with the id the carrier
     was given and the tariff that rated it (columns in docs/billing.md)."""
     start, end = _day(first, "from"), _day(last, "to")
+    _check_out_file(out)
     write = usage.write_csv if fmt == "csv" else usage.write_json
     with store(obj) as engine, engine.connect() as conn:
         [who] = runs.billing_of(conn, carrier)
@@ -296,7 +337,11 @@ def cdrs_export(obj: Any, carrier: str, first: str, last: str, fmt: str, out: st
             if out == "-":
                 write(rows, sys.stdout)
                 return
-            with open(out, "w", encoding="utf-8", newline="") as f:
+            try:
+                f = open(out, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+            except OSError as error:
+                raise InvalidInput("--out", f"cannot write {out}: {error.strerror}") from None
+            with f:
                 n = write(rows, f)
     click.echo(f"wrote {n:,} CDRs to {out}")
 

@@ -60,8 +60,8 @@ def parse_month(text: str, field: str = "month") -> Month:
     if found is None:
         raise InvalidInput(field, f"{text!r} is not a month YYYY-MM")
     year, month = int(found[1]), int(found[2])
-    if not 1 <= month <= 12 or year < 1970:
-        raise InvalidInput(field, f"{text!r} is not a month YYYY-MM (1970 or later)")
+    if not 1 <= month <= 12 or not 1970 <= year <= 9998:  # 9999-12 ends beyond datetime's range
+        raise InvalidInput(field, f"{text!r} is not a month YYYY-MM (1970 to 9998)")
     return Month(year, month)
 
 

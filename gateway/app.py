@@ -11,9 +11,12 @@ SIP side and the plugins, write what is queued, close the store.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
+import os
 import signal
+import socket
 import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,16 +30,21 @@ from gateway import logs, metrics, retention
 from gateway.config import Config, format_duration
 from gateway.connections import ConnectionManager
 from gateway.errors import GatewayError
-from gateway.management import ManagementServer
+from gateway.management import ManagementServer, read_token
 from gateway.pipeline import Pipeline
 from gateway.routes import RoutingCache
-from gateway.secrets import SecretBox
+from gateway.secrets import SecretBox, require_private_file
 from gateway.sip.accounts import AccountDirectory
 from gateway.sip.server import SipServer
 from gateway.smpp.carriers import CarrierDirectory
 from gateway.smpp.server import SmppServer
 from gateway.status import Node
-from gateway.store.engine import display_url, make_engine, require_current
+from gateway.store.engine import (
+    display_url,
+    make_engine,
+    require_current,
+    require_private_store,
+)
 from gateway.store.writer import BatchWriter
 from gateway.tasks import forever
 from plugins import PluginHost
@@ -51,14 +59,19 @@ def _tls_problem(where: str, cert: str, key: str) -> str | None:
         if not Path(path).is_file():
             return f"{where}.{role}: file not found: {path}"
     try:
+        require_private_file(key, f"{where}.key", "TLS private key")
+    except GatewayError as exc:
+        return str(exc)
+    try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
     except (ssl.SSLError, OSError) as exc:
         return f"{where}: cannot load certificate {cert} with key {key}: {exc}"
     return None
 
 
-def preflight(config: Config) -> list[str]:
-    """Everything that would stop the node from serving, as ``key: reason`` lines."""
+def _files_problems(config: Config) -> list[str]:
+    """TLS files (present, loadable, private keys owner-only), the SQLite store's mode and
+    the management token file, as ``key: reason`` lines."""
     problems: list[str] = []
     for i, listener in enumerate(config.smpp.listen):
         if listener.tls is not None:
@@ -72,6 +85,59 @@ def preflight(config: Config) -> list[str]:
             problem = _tls_problem(where, sip_listener.cert, sip_listener.key)
             if problem:
                 problems.append(problem)
+    try:
+        require_private_store(config.database)
+    except GatewayError as exc:
+        problems.append(f"{config.source}: {exc}")
+    if config.management.token_file:
+        try:
+            read_token(config.management.token_file)
+        except GatewayError as exc:
+            problems.append(f"{config.source}: {exc}")
+    return problems
+
+
+def _listeners(config: Config) -> list[tuple[str, str, int, int]]:
+    """(config key, host, port, socket type) of every listener with a fixed port."""
+    found = [
+        (f"smpp.listen[{i}]", listener.host, listener.port, socket.SOCK_STREAM)
+        for i, listener in enumerate(config.smpp.listen)
+    ]
+    for i, sip_listener in enumerate(config.sip.listen):
+        kind = socket.SOCK_DGRAM if sip_listener.transport == "udp" else socket.SOCK_STREAM
+        found.append((f"sip.listen[{i}]", sip_listener.host, sip_listener.port, kind))
+    management = config.management
+    found.append(("management", management.host, management.port, socket.SOCK_STREAM))
+    return [entry for entry in found if entry[2] != 0]
+
+
+def listen_problems(config: Config) -> list[str]:
+    """Listeners whose address cannot be bound now (in use, not local, not permitted), as
+    ``key: cannot listen on host:port: reason``: found before anything starts, so a busy
+    port is one line instead of a traceback halfway through the start."""
+    problems: list[str] = []
+    for key, host, port, kind in _listeners(config):
+        try:
+            addresses = socket.getaddrinfo(host, port, type=kind, flags=socket.AI_PASSIVE)
+        except (socket.gaierror, UnicodeError) as exc:
+            problems.append(f"{key}: cannot listen on {host}:{port}: cannot resolve {host}: {exc}")
+            continue
+        for family, sock_type, proto, _, address in addresses:
+            try:
+                with socket.socket(family, sock_type, proto) as probe:
+                    if sock_type == socket.SOCK_STREAM:  # as asyncio's create_server does
+                        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind(address)
+            except OSError as exc:
+                reason = (exc.strerror or str(exc)).lower()
+                problems.append(f"{key}: cannot listen on {host}:{port}: {reason}")
+                break
+    return problems
+
+
+def preflight(config: Config) -> list[str]:
+    """Everything that would stop the node from serving, as ``key: reason`` lines."""
+    problems = _files_problems(config)
     try:
         SecretBox.from_key_file(config.secret_key_file)
     except GatewayError as exc:
@@ -217,9 +283,7 @@ async def run(config: Config, engine: Engine) -> None:
     sip.on_registered = pipeline.registered
     node = Node(config, engine, datetime.now(UTC), writer, smpp, sip, pipeline, connections)
     unregister = metrics.register(node.collector())
-    management = ManagementServer(
-        config.management.host, config.management.port, node.status, node.readiness
-    )
+    management = ManagementServer.from_config(config.management, node.status, node.readiness)
     # an unexpected error in either is logged, counted and the loop started again (tasks.py)
     reload = loop.create_task(
         forever(
@@ -287,7 +351,14 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def serve(config: Config) -> None:
-    """Run the node in the foreground until SIGINT or SIGTERM."""
+    """Run the node in the foreground until SIGINT or SIGTERM.
+
+    Refused in one line, before anything starts, when a TLS key, the SQLite store or the
+    token file can be read by group or others, or a listener's address cannot be bound."""
+    os.umask(0o077)  # whatever the node creates (SQLite side files included) is owner-only
+    problems = _files_problems(config) + listen_problems(config)
+    if problems:
+        raise GatewayError("; ".join(problems))
     logs.configure(config.log, config.env)
     log.info("starting gateway from %s", config.source)
     engine = make_engine(config.database)
@@ -298,7 +369,12 @@ def serve(config: Config) -> None:
         log.info("event loop: %s", "uvloop" if _loop_factory() else "asyncio")
         tune_gc()
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(run(config, engine))
+            try:
+                runner.run(run(config, engine))
+            except OSError as exc:  # a port taken between listen_problems() and the bind
+                if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+                    raise
+                raise GatewayError(f"cannot listen: {exc.strerror or exc}: {exc}") from None
     finally:
         engine.dispose()
     log.info("stopped")

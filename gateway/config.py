@@ -696,6 +696,17 @@ class ManagementConfig(_Checked):
         check=_host,
     )
     port: int = setting(_PORT_DOC, 8080, check=_port)
+    token_file: str | None = setting(
+        "File holding a bearer token (16-4096 printable ASCII characters, mode 0600) that"
+        " /status and /metrics require (`Authorization: Bearer TOKEN`; gatewayctl status"
+        " sends it); /healthz and /readyz stay open for load balancers. Omitted: no token,"
+        " and a warning at start if host is not loopback. Relative to the working directory.",
+        None,
+    )
+
+    def _check_together(self) -> None:
+        if self.token_file is not None and not self.token_file:
+            raise _Invalid("token_file", "must not be empty (omit it for no token)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -95,6 +95,19 @@ PLUGIN_ERRORS = Counter(
     ["plugin", "hook"],
     registry=REGISTRY,
 )
+MANAGEMENT_BAD_REQUESTS = Counter(
+    "gateway_management_bad_requests",
+    "Requests the management listener could not parse or serve, by reason (the HTTP error"
+    " class); only the first few a minute are logged, one line each.",
+    ["reason"],
+    registry=REGISTRY,
+)
+MANAGEMENT_UNAUTHORIZED = Counter(
+    "gateway_management_unauthorized",
+    "Requests for /status or /metrics refused 401: no token, or a wrong one"
+    " (management.token_file).",
+    registry=REGISTRY,
+)
 
 SIP_FLOOD_DROPPED = Counter(
     "gateway_sip_flood_dropped",

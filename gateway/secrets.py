@@ -112,6 +112,27 @@ def sip_ha1_pair(username: str, realm: str, password: str) -> dict[str, str]:
     return {alg: ha1(username, realm, password, alg) for alg in ("MD5", "SHA-256")}
 
 
+# --- files that hold secrets: owner-only ----------------------------------------------------
+
+
+def require_private_file(name: str, field: str, what: str) -> None:
+    """Refuse ``name`` (a key file, a TLS private key, the SQLite store) when group or others
+    can read or change it, in one line naming the file and the fix. A missing file is left to
+    the caller (each says what creates it); ``what`` names the file in the message."""
+    try:
+        mode = os.stat(name).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise InvalidInput(field, f"cannot read {what} {name}: {error.strerror}") from None
+    if stat.S_ISREG(mode) and mode & 0o077:
+        raise InvalidInput(
+            field,
+            f"{what} {name} can be read or changed by group or others "
+            f"(mode {stat.S_IMODE(mode):04o}): run 'chmod 600 {name}'",
+        )
+
+
 # --- secrets the gateway presents to peers: Fernet with a local key file ----------------------
 
 
@@ -162,12 +183,7 @@ class SecretBox:
             raise InvalidInput(field, f"cannot read key file {name}: {error.strerror}") from None
         if not stat.S_ISREG(mode):
             raise InvalidInput(field, f"key file {name} is not a regular file")
-        if mode & 0o077:
-            raise InvalidInput(
-                field,
-                f"key file {name} can be read or changed by group or others "
-                f"(mode {stat.S_IMODE(mode):04o}): run 'chmod 600 {name}'",
-            )
+        require_private_file(name, field, "key file")
         try:
             with open(name, "rb") as key_file:
                 key = key_file.read(1024).strip()

@@ -1,9 +1,9 @@
 # gatewayctl status: a running node's /status as tables, live on a terminal, with rates.
 """Reads ``/status`` from the node's management listener (``management.host:port`` of the
-config, or ``--url``). On a terminal the view refreshes every ``--interval`` seconds until
-Ctrl-C; otherwise (or with ``--once``) it prints one snapshot, taken twice ``--interval``
-apart so the rates (submits, deliveries per second) are real. ``--json`` prints the raw
-answer for scripts.
+config, or ``--url``), with the config's ``management.token_file`` token if it has one. On
+a terminal the view refreshes every ``--interval`` seconds until Ctrl-C; otherwise (or with
+``--once``) it prints one snapshot, taken twice ``--interval`` apart so the rates (submits,
+deliveries per second) are real. ``--json`` prints the raw answer for scripts.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gateway.errors import GatewayError
+from gateway.management import read_token
 
 RATED = ("smpp_accepted", "smpp_refused", "delivered", "forwarded", "failed", "retries")
 
@@ -29,12 +30,25 @@ class Unreachable(GatewayError):
     """The management listener did not answer."""
 
 
-def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
+def fetch(url: str, timeout: float = 5.0, token: bytes | None = None) -> dict[str, Any]:
+    """``/status`` of the node at ``url``, sending ``token`` (management.token_file) if any."""
     if not url.startswith(("http://", "https://")):
         raise Unreachable(f"--url {url!r}: must start with http:// or https://")
     try:
-        with urllib.request.urlopen(f"{url}/status", timeout=timeout) as response:  # noqa: S310 - http(s) only, checked above
+        request = urllib.request.Request(f"{url}/status")  # noqa: S310 - http(s) only, checked above
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token.decode('ascii')}")
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only, checked above
             return dict(json.loads(response.read()))
+    except urllib.error.HTTPError as exc:
+        hint = (
+            ": set management.token_file in the config to the node's token file"
+            if exc.code == 401
+            else ""
+        )
+        raise Unreachable(
+            f"management listener at {url} answered {exc.code} {exc.reason}{hint}"
+        ) from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise Unreachable(
@@ -134,18 +148,29 @@ def view(status: dict[str, Any], per_second: dict[str, float | None]) -> Group:
 @click.pass_obj
 def status_cmd(obj: Any, url: str | None, once: bool, interval: float, as_json: bool) -> None:
     """Live view of a running gateway: binds, connections, registrations, queue, rates."""
-    if url is None:
+    try:
         management = obj.config.management
+    except GatewayError:
+        if url is None:
+            raise
+        management = None  # --url to a node without a readable config here: no token
+    if url is None:
+        assert management is not None
         url = f"http://{management.host}:{management.port}"
+    token = read_token(management.token_file) if management and management.token_file else None
     url = url.rstrip("/")
+
+    def get(url: str) -> dict[str, Any]:
+        return fetch(url, token=token)
+
     if as_json:
-        click.echo(json.dumps(fetch(url), indent=2, sort_keys=True))
+        click.echo(json.dumps(get(url), indent=2, sort_keys=True))
         return
     console = Console()
-    first = fetch(url)
+    first = get(url)
     if once or not console.is_terminal:
         time.sleep(interval)
-        second = fetch(url)
+        second = get(url)
         console.print(view(second, rates(first, second)))
         return
     previous = first
@@ -153,7 +178,7 @@ def status_cmd(obj: Any, url: str | None, once: bool, interval: float, as_json: 
         try:
             while True:
                 time.sleep(interval)
-                current = fetch(url)
+                current = get(url)
                 live.update(view(current, rates(previous, current)), refresh=True)
                 previous = current
         except KeyboardInterrupt:

@@ -47,13 +47,20 @@ def _since(text: str, now: datetime) -> datetime:
         return now - parse_duration(text)
     except ValueError:
         pass
+    except OverflowError:  # 9999999d: before the year 1
+        raise InvalidInput(
+            "--since", f"{text!r} reaches back before the year 1: give a shorter duration"
+        ) from None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidInput(
             "--since", f"{text!r} is neither a duration (30m, 2h, 7d) nor a date (2026-12-01)"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:  # 0001-01-01T00:00+05:00 is before the year 1 in UTC
+        raise InvalidInput("--since", f"{text!r} is out of range in UTC") from None
 
 
 class Names:

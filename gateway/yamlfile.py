@@ -96,5 +96,7 @@ def read_yaml(source: str, *, max_bytes: int = MAX_FILE_BYTES, decimals: bool = 
         raise YamlFileError(source, f"YAML error{where}: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise YamlFileError(source, f"YAML error: {exc}") from None
+    except RecursionError:  # [[[[...]]]] a hundred thousand deep
+        raise YamlFileError(source, "YAML error: nested too deeply") from None
     finally:
         loader.dispose()

@@ -9,6 +9,8 @@ to do, instead of a driver traceback.
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +25,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 import migrations
 from gateway.errors import GatewayError
+from gateway.secrets import require_private_file
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 class StoreError(GatewayError):
@@ -48,19 +52,66 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
         cursor.close()
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file of a ``sqlite:///FILE`` store (None for other backends, memory and URIs)."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return None if database.startswith("file:") else database
+
+
+def sqlite_files(url: str) -> list[str]:
+    """The SQLite store's file and its side files (WAL, shared memory, journal) that exist."""
+    database = sqlite_path(url)
+    if database is None:
+        return []
+    names = [database + suffix for suffix in ("", *SQLITE_SIDE_FILES)]
+    return [name for name in names if os.path.exists(name)]
+
+
+def restrict_sqlite_files(url: str) -> list[str]:
+    """Make the SQLite store's files owner-only (0600); the ones changed. They hold digest
+    hashes (password-equivalent), message texts and the audit log."""
+    changed = []
+    for name in sqlite_files(url):
+        mode = os.stat(name).st_mode
+        if stat.S_ISREG(mode) and mode & 0o077:
+            os.chmod(name, 0o600)
+            changed.append(name)
+    return changed
+
+
+def require_private_store(url: str) -> None:
+    """Refuse a SQLite store (or side file) that group or others can read or change."""
+    for name in sqlite_files(url):
+        require_private_file(name, "database", "SQLite store file")
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for a ``sqlite:///`` or ``postgresql+psycopg://`` URL."""
+    """An engine for a ``sqlite:///`` or ``postgresql+psycopg://`` URL. A new SQLite file is
+    created owner-only (0600) whatever the umask; SQLite gives its side files the same mode."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database and database != ":memory:" and not database.startswith("file:"):
+        database = sqlite_path(url)
+        if database is not None:
             folder = Path(database).expanduser().resolve().parent
             if not folder.is_dir():
                 raise StoreError(f"database {url}: folder {folder} does not exist")
+            _create_private(str(Path(database).expanduser()))
         engine = create_engine(parsed)
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine
     return create_engine(parsed, pool_pre_ping=True)
+
+
+def _create_private(database: str) -> None:
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise StoreError(f"database {database}: cannot create it: {error.strerror}") from None
 
 
 def _alembic_config(connection: Connection) -> AlembicConfig:

@@ -24,3 +24,10 @@ def test_the_unit_starts_serve_after_check_config_and_stops_gracefully():
         assert program.endswith("/gatewayctl") and args == wanted
         assert CliRunner().invoke(main, [*args, "--help"]).exit_code == 0  # a real command
     assert service["WorkingDirectory"] == service["ReadWritePaths"]  # the store can be written
+
+
+def test_the_unit_makes_every_file_the_gateway_creates_owner_only():
+    unit = configparser.ConfigParser(interpolation=None, strict=False)
+    unit.optionxform = str
+    unit.read_string(UNIT.read_text(encoding="utf-8"))
+    assert unit["Service"]["UMask"] == "0077"  # the store and its -wal/-shm: 0600

@@ -126,6 +126,7 @@ def make_tls_files(tmp_path: Path | str) -> tuple[Path, Path, Path]:
     ca.cert_pem.write_to_path(str(ca_file))
     cert_file.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
     leaf.private_key_pem.write_to_path(str(key_file))
+    key_file.chmod(0o600)  # the gateway refuses a private key others can read
     return ca_file, cert_file, key_file
 
 

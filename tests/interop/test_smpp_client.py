@@ -493,6 +493,7 @@ def tls_files(tmp_path):
     cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert.private_key_pem.write_to_path(str(key_file))
     key_file.chmod(0o600)  # the gateway refuses a private key others can read
+    key_file.chmod(0o600)  # the gateway refuses a private key others can read
     cert.cert_chain_pems[0].write_to_path(str(cert_file))
     return ca, str(cert_file), str(key_file)
 

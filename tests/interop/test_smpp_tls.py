@@ -21,6 +21,7 @@ def tls_gateway(tmp_path):
     cert = ca.issue_cert("127.0.0.1", "localhost")
     cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert.private_key_pem.write_to_path(str(key_file))
+    key_file.chmod(0o600)  # the gateway refuses a private key others can read
     cert.cert_chain_pems[0].write_to_path(str(cert_file))
     gw = GatewayProcess(
         tmp_path, f"sqlite:///{tmp_path / 'gateway.db'}", smpp_tls=(str(cert_file), str(key_file))

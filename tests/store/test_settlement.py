@@ -227,7 +227,8 @@ def test_rerunning_gives_byte_identical_csv_and_json(ctl, store, tmp_path):
     before = json.loads(exports[0]["json"])["cdr_checksum"]
     store.cdrs(1, at("2026-10-20 00:00"))
     assert run(ctl, "2026-10")["cdr_checksum"] != before
-    # exporting every carrier writes one file per carrier into a folder
+    # exporting every carrier writes one file per carrier into an existing folder
+    (tmp_path / "all").mkdir()
     out = ctl.ok("settlement", "export", "--month", "2026-10", "--format", "pdf",
                  "--out", str(tmp_path / "all")).stdout  # fmt: skip
     assert (tmp_path / "all" / "settlement-2026-10-TATA.pdf").read_bytes().startswith(b"%PDF")
