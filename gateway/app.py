@@ -15,6 +15,7 @@ import errno
 import gc
 import logging
 import os
+import resource
 import signal
 import socket
 import ssl
@@ -26,7 +27,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import logs, metrics, retention
+from gateway import fds, logs, metrics, retention
 from gateway.config import Config, format_duration
 from gateway.connections import ConnectionManager
 from gateway.errors import GatewayError
@@ -271,7 +272,10 @@ async def run(config: Config, engine: Engine) -> None:
     await loop.run_in_executor(None, accounts.load)
     routes = RoutingCache(engine)
     await loop.run_in_executor(None, routes.load)
-    smpp = SmppServer(config, engine, writer, directory)
+    # file descriptors running short: accept() failing, or connections near the limit
+    fd_watch = fds.FdWatch()
+    loop.set_exception_handler(fd_watch.exception_handler(loop.get_exception_handler()))
+    smpp = SmppServer(config, engine, writer, directory, fds=fd_watch)
     # nonces signed with a key from the key file: one from before a restart (or from another
     # node sharing it) is recognised as ours and answered with a stale challenge (the app
     # retries at once), not refused; a per-boot epoch keeps it from being accepted again
@@ -281,7 +285,9 @@ async def run(config: Config, engine: Engine) -> None:
     pipeline.sip, pipeline.outbox, pipeline.connections = sip, smpp.outbox, connections
     smpp.pipeline = sip.pipeline = pipeline
     sip.on_registered = pipeline.registered
-    node = Node(config, engine, datetime.now(UTC), writer, smpp, sip, pipeline, connections)
+    node = Node(
+        config, engine, datetime.now(UTC), writer, smpp, sip, pipeline, connections, fd_watch
+    )
     unregister = metrics.register(node.collector())
     management = ManagementServer.from_config(config.management, node.status, node.readiness)
     # an unexpected error in either is logged, counted and the loop started again (tasks.py)
@@ -350,6 +356,24 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def _raise_fd_limit() -> None:
+    """One descriptor per connection: the soft RLIMIT_NOFILE (often 1024) up to the hard one."""
+    before, now, hard = fds.raise_limit()
+
+    def shown(limit: int) -> str:
+        return "unlimited" if limit == resource.RLIM_INFINITY else str(limit)
+
+    if now != before:
+        log.info("file descriptors: limit raised from %s to %s", shown(before), shown(now))
+    elif now == hard:
+        log.info("file descriptors: limit %s (the hard limit)", shown(now))
+    else:
+        log.warning(
+            "file descriptors: limit %s, could not be raised to the hard limit %s",
+            shown(now), shown(hard),
+        )  # fmt: skip
+
+
 def serve(config: Config) -> None:
     """Run the node in the foreground until SIGINT or SIGTERM.
 
@@ -361,6 +385,7 @@ def serve(config: Config) -> None:
         raise GatewayError("; ".join(problems))
     logs.configure(config.log, config.env)
     log.info("starting gateway from %s", config.source)
+    _raise_fd_limit()
     engine = make_engine(config.database)
     try:
         require_current(engine)

@@ -499,6 +499,25 @@ class SmppConfig(_Checked):
         10_000,
         check=_between(1, 1_000_000),
     )
+    refuse_unknown_addresses: bool = setting(
+        "Close a connection at once, before reading a byte, when no carrier's allow_ip"
+        " contains its address (otherwise it is refused at bind). Refusals are logged once a"
+        " minute per address at most and counted in gateway_smpp_connections_refused_total.",
+        True,
+    )
+    max_unbound_per_address: int = setting(
+        "Connections from one address that may be open without having bound yet (bind in"
+        " progress included); more are closed at once, before reading a byte (1-100000).",
+        10,
+        check=_between(1, 100_000),
+    )
+    max_unbound: int = setting(
+        "Connections from all addresses that may be open without having bound yet; more are"
+        " closed at once, so half-open sockets cannot use up the node's file descriptors"
+        " (1-1000000).",
+        256,
+        check=_between(1, 1_000_000),
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -129,6 +129,14 @@ SIP_MESSAGES_THROTTLED = Counter(
     "MESSAGEs from apps answered 503 with Retry-After for going over sip.message_rate.",
     registry=REGISTRY,
 )
+SMPP_CONNECTIONS_REFUSED = Counter(
+    "gateway_smpp_connections_refused",
+    "SMPP connections closed at once, before reading a byte, by reason: unknown_address (no"
+    " carrier allows it), per_address (smpp.max_unbound_per_address), total"
+    " (smpp.max_unbound), fd_limit (the process is near its file descriptor limit).",
+    ["reason"],
+    registry=REGISTRY,
+)
 SMPP_BIND_FAILURES = Counter(
     "gateway_smpp_bind_failures",
     "Binds refused, by reason: unknown_system_id, wrong_password, address_not_allowed (all"

@@ -4,15 +4,16 @@ states, SIP registrations, the delivery queue by lane, what waits for peers, the
 health, and the running totals a ``gatewayctl status`` view turns into rates.
 
 ``readiness`` is the /readyz check: the store answers a trivial query within two seconds,
-the writer is not in an outage and can go on (it has not failed), and every configured
-listener is bound.
+the writer is not in an outage and can go on (it has not failed), every configured
+listener is bound, and file descriptors are not near the limit nor were short in the last
+seconds (gateway/fds.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import gateway
 from gateway.config import Config
+from gateway.fds import MARGIN, FdWatch, near_limit, open_count, soft_limit
 from gateway.metrics import MESSAGES_ENDED, SMPP_RESPONSES, NodeCollector
 from gateway.queue import LANES
 
@@ -44,6 +46,7 @@ class Node:
     sip: Any
     pipeline: Any
     connections: Any
+    fds: FdWatch = field(default_factory=FdWatch)  # the one the SMPP server notes in
 
     # -- /status ----------------------------------------------------------------------------
     def status(self, now: datetime | None = None) -> dict[str, Any]:
@@ -156,7 +159,19 @@ class Node:
             problems.append("smpp: not every listener is up")
         if len(self.sip.transports.bound) < len(self.config.sip.listen):
             problems.append("sip: not every listener is up")
+        problems.extend(self._fd_problems(asyncio.get_running_loop().time()))
         return problems
+
+    def _fd_problems(self, now: float) -> list[str]:
+        """File descriptors near the limit now, or short within the last seconds."""
+        found = []
+        count, limit = open_count(), soft_limit()
+        if count is not None and near_limit(count, limit):
+            found.append(f"fds: {count} open of a limit of {limit} (within {MARGIN:.0%} of it)")
+        shortage = self.fds.shortage(now)
+        if shortage is not None:
+            found.append(f"fds: {shortage}")
+        return found
 
     def _ping(self) -> None:
         with self.engine.connect() as conn:

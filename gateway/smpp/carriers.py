@@ -47,16 +47,17 @@ class Carrier:
 
 @dataclass(frozen=True, slots=True)
 class CarrierIndex:
-    """One reload's carriers by system_id and by id (never changed once built): a reload
-    assigns a new one in one statement, so a lookup during a reload sees the old carriers
-    or the new ones, never a mix."""
+    """One reload's carriers by system_id and by id, and all of them (never changed once
+    built): a reload assigns a new one in one statement, so a lookup during a reload sees
+    the old carriers or the new ones, never a mix."""
 
     by_system_id: Mapping[str, Carrier]
     by_id: Mapping[int, Carrier]
+    all: tuple[Carrier, ...]
 
     @classmethod
     def of(cls, loaded: list[Carrier]) -> CarrierIndex:
-        return cls({c.system_id: c for c in loaded}, {c.id: c for c in loaded})
+        return cls({c.system_id: c for c in loaded}, {c.id: c for c in loaded}, tuple(loaded))
 
 
 class CarrierDirectory:
@@ -64,7 +65,7 @@ class CarrierDirectory:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._index = CarrierIndex({}, {})
+        self._index = CarrierIndex({}, {}, ())
 
     def load(self) -> None:
         with self._engine.connect() as conn:
@@ -91,6 +92,10 @@ class CarrierDirectory:
 
     def by_id(self, carrier_id: int) -> Carrier | None:
         return self._index.by_id.get(carrier_id)
+
+    def carriers(self) -> tuple[Carrier, ...]:
+        """Every carrier, disabled ones included; a new tuple after each load."""
+        return self._index.all
 
 
 DUMMY_HASH = (

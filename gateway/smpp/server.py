@@ -19,10 +19,12 @@ from sqlalchemy import Engine, select
 
 from gateway.admission import Refused
 from gateway.config import Config
+from gateway.fds import FdWatch
 from gateway.logs import about
 from gateway.metrics import (
     SMPP_BIND_CHECKS,
     SMPP_BIND_FAILURES,
+    SMPP_CONNECTIONS_REFUSED,
     SMPP_THROTTLED,
     Children,
     smpp_responses,
@@ -36,6 +38,7 @@ from gateway.smpp.codec import Pdu, SmppError, status_name
 from gateway.smpp.constants import CommandId, Status
 from gateway.smpp.guard import BindCounter, BindGuard, TokenBucket
 from gateway.smpp.hops import parse_path, read_path, read_upstream
+from gateway.smpp.intake import REASONS, AllowedAddresses, Refusal, RefusalLog, UnboundCounter
 from gateway.smpp.outbox import Item, Outbox
 from gateway.smpp.receipt import parse_message_id
 from gateway.smpp.session import (
@@ -72,6 +75,7 @@ COUNTED = frozenset(
     {CommandId.SUBMIT_SM, CommandId.DATA_SM, CommandId.QUERY_SM, CommandId.CANCEL_SM}
 )  # requests whose answers /metrics counts by status
 MAX_WRITER_BACKLOG = 50_000  # beyond this, submissions are answered ESME_RMSGQFUL
+connections_refused = Children(SMPP_CONNECTIONS_REFUSED)
 bind_failures = Children(SMPP_BIND_FAILURES)
 
 
@@ -89,7 +93,12 @@ class SmppServer:
     """All SMPP listeners of one gateway node and the state they share."""
 
     def __init__(
-        self, config: Config, engine: Engine, writer: BatchWriter, directory: CarrierDirectory
+        self,
+        config: Config,
+        engine: Engine,
+        writer: BatchWriter,
+        directory: CarrierDirectory,
+        fds: FdWatch | None = None,
     ) -> None:
         smpp = config.smpp
         self.config = config
@@ -123,6 +132,12 @@ class SmppServer:
         self._idle = asyncio.Event()
         self._expiry: asyncio.TimerHandle | None = None
         self.pipeline: Pipeline | None = None  # attached by the node; None: store only
+        # connections before their bind (gateway/smpp/intake.py)
+        self.unbound = UnboundCounter(smpp.max_unbound_per_address, smpp.max_unbound)
+        self.allowed = AllowedAddresses()
+        self.refusals = RefusalLog()
+        self.fds = fds if fds is not None else FdWatch()
+        self._summary: asyncio.TimerHandle | None = None
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -164,6 +179,9 @@ class SmppServer:
         if self._expiry is not None:
             self._expiry.cancel()
         self.checks.close()
+        if self._summary is not None:
+            self._summary.cancel()
+            self._summarise()
 
     def enforce_directory(self) -> None:
         """After a reload: binds of carriers that were disabled or removed are unbound."""
@@ -182,6 +200,41 @@ class SmppServer:
         """Deliver ``pdu`` (a receipt or an MO deliver_sm) to a carrier: stored first, then
         sent on one of its receiver/transceiver binds, now or when it next binds."""
         self.outbox.send(carrier_id, pdu, message_id)
+
+    # -- connections before their bind ---------------------------------------------------
+    def admit(self, address: str, fileno: int | None) -> Refusal | None:
+        """Decide on a connection just accepted, before reading from it: None admits it
+        (counted as unbound until it binds or goes), else why it is closed at once."""
+        now = asyncio.get_running_loop().time()
+        reason: Refusal | None = None
+        smpp = self.config.smpp
+        if smpp.refuse_unknown_addresses and not self.allowed.allows(
+            address, self.directory.carriers()
+        ):
+            reason = Refusal.UNKNOWN_ADDRESS
+        elif fileno is not None and self.fds.accepted(fileno, now):
+            reason = Refusal.FD_LIMIT
+        else:
+            reason = self.unbound.admit(address)
+        if reason is None:
+            return None
+        connections_refused(reason.value).inc()
+        if self.refusals.refused(address, reason, now):
+            log.warning(
+                "refused a connection from %s: %s (unbound now: %d from it, %d in all;"
+                " further refusals of it within a minute are only counted)",
+                address, REASONS[reason], self.unbound.of(address), self.unbound.count,
+            )  # fmt: skip
+        if self.refusals.pending and self._summary is None:
+            loop = asyncio.get_running_loop()
+            self._summary = loop.call_later(self.refusals.every, self._summarise)
+        return reason
+
+    def _summarise(self) -> None:
+        self._summary = None
+        line = self.refusals.summary(asyncio.get_running_loop().time())
+        if line is not None:
+            log.warning("in the last minute %s", line)
 
     # -- failed-bind blocks lifted by gatewayctl carrier unblock --------------------------
     def read_unblocks(self) -> list[tuple[int, str]]:
@@ -368,6 +421,9 @@ class SmppConnection(asyncio.Protocol):
     def __init__(self, server: SmppServer, tls: bool) -> None:
         self.server = server
         self.tls = tls
+        self.refused: Refusal | None = None  # closed unread at connection_made
+        self._unbound = False  # counted in server.unbound until it binds or goes
+        self._bound = False
         self.carrier: Carrier | None = None
         self.bound = False
         self.receiver = False  # bound rx or trx: takes deliver_sm
@@ -389,17 +445,41 @@ class SmppConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.address = str(peer[0]) if peer else "?"
+        sock = transport.get_extra_info("socket")
+        self.refused = self.server.admit(self.address, sock.fileno() if sock is not None else None)
+        if self.refused is not None:  # closed before a byte is read, no answer: a reset
+            self.transport.abort()
+            return
+        self._unbound = True
         self.session = Session(utcnow(), self.server.limits)
         self.server.connections.add(self)
         self._arm()
 
+    @property
+    def bound(self) -> bool:
+        return self._bound
+
+    @bound.setter
+    def bound(self, value: bool) -> None:
+        self._bound = value
+        if value and self._unbound:  # a carrier now: off the unbound caps
+            self._unbound = False
+            self.server.unbound.release(self.address)
+
     def data_received(self, data: bytes) -> None:
+        if self.refused is not None:
+            return
         now = utcnow()
         self._handle(self.session.receive_data(data, now), now)
         self._flush()
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.refused is not None:
+            return
+        if self._unbound:
+            self._unbound = False
+            self.server.unbound.release(self.address)
         if self._timer is not None:
             self._timer.cancel()
         if self.session.state is not State.CLOSED:

@@ -207,7 +207,7 @@ SIP2 = [{"transport": "udp", "host": "127.0.0.1", "port": 5060}]
         ),
         (
             {"smpp": {"system_id": "X", "lisen": []}},
-            f"{F}: smpp.lisen: unknown key; expected one of: system_id, listen, window, enquire_link, inactivity_timeout, bind_timeout, response_timeout, max_pdu, reassembly_timeout, failed_bind_limit, failed_bind_block, max_pending_messages",
+            f"{F}: smpp.lisen: unknown key; expected one of: system_id, listen, window, enquire_link, inactivity_timeout, bind_timeout, response_timeout, max_pdu, reassembly_timeout, failed_bind_limit, failed_bind_block, failed_bind_spread, bind_check_threads, bind_check_queue, max_pending_messages, refuse_unknown_addresses, max_unbound_per_address, max_unbound",
         ),
         (
             {"colour": "blue"},
