@@ -147,8 +147,9 @@ class RefusalLog:
             reasons = ", ".join(f"{r.value} {n}" for r, n in sorted(self._refused.items()))
             many = "+" if len(self._addresses) >= self.max_addresses else ""
             line = (
-                f"refused {total} connections ({reasons}) from {len(self._addresses)}{many}"
-                f" addresses; {self._quiet} of them not logged one by one"
+                f"in the last {self.every:g}s refused {total} connections ({reasons}) from"
+                f" {len(self._addresses)}{many} addresses; {self._quiet} of them not logged"
+                " one by one"
             )
         self._refused.clear()
         self._addresses.clear()

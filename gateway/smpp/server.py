@@ -151,8 +151,15 @@ class SmppServer:
                 context.minimum_version = ssl.TLSVersion.TLSv1_2
                 context.load_cert_chain(listener.tls.cert, listener.tls.key)
             tls = context is not None
+            # a TLS connection is admitted (connection_made) once its handshake is done: the
+            # handshake may hold its socket for the bind timeout at most
+            handshake = self.config.smpp.bind_timeout.total_seconds() if tls else None
             server = await loop.create_server(
-                lambda tls=tls: SmppConnection(self, tls), listener.host, listener.port, ssl=context
+                lambda tls=tls: SmppConnection(self, tls),
+                listener.host,
+                listener.port,
+                ssl=context,
+                ssl_handshake_timeout=handshake,
             )
             self._servers.append(server)
             for sock in server.sockets:
@@ -234,7 +241,7 @@ class SmppServer:
         self._summary = None
         line = self.refusals.summary(asyncio.get_running_loop().time())
         if line is not None:
-            log.warning("in the last minute %s", line)
+            log.warning("smpp: %s", line)
 
     # -- failed-bind blocks lifted by gatewayctl carrier unblock --------------------------
     def read_unblocks(self) -> list[tuple[int, str]]:

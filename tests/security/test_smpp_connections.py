@@ -7,7 +7,9 @@ Linux). Figures are printed (``pytest -s``) for tests/reliability/README.md."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import re
 import resource
 import select
@@ -23,10 +25,15 @@ from typing import Any
 
 import pytest
 import smpplib.client
+import trustme
+from click.testing import CliRunner
 
 from gateway.smpp.codec import Pdu, encode
 from gateway.smpp.constants import CommandId
+from gateway.smpp.server import SmppServer
+from tests.conftest import Ctl
 from tests.interop.gateway_process import GatewayProcess
+from tests.interop.inprocess import provisioned, run_smpp
 
 LEGIT_PW = "legit-pw"
 WAIT = 20.0  # seconds any awaited answer may take on a busy machine
@@ -290,3 +297,66 @@ def test_serve_raises_the_file_descriptor_limit_and_logs_it(make_env, monkeypatc
     assert gw.process is not None
     limits = Path(f"/proc/{gw.process.pid}/limits").read_text(encoding="ascii")
     assert re.search(rf"Max open files\s+{hard}\s+{hard}", limits), limits
+
+
+# -- the log of refusals, in the test's own event loop -------------------------------------------
+def test_refusals_beyond_one_line_an_address_are_summed_up(tmp_path: Path) -> None:
+    ctl = provisioned(tmp_path, f"sqlite:///{tmp_path / 'gateway.db'}")  # TATA: 127.0.0.1
+    messages: list[str] = []
+
+    async def scenario(server: SmppServer, port: int) -> None:
+        server.refusals.every = 0.5  # a summary every half second instead of every minute
+        summary = asyncio.Event()
+
+        class Catch(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                messages.append(record.getMessage())
+                if record.getMessage().startswith("smpp: in the last"):
+                    summary.set()
+
+        catch = Catch(logging.WARNING)
+        logging.getLogger("gateway.smpp").addHandler(catch)
+        try:
+            for _ in range(30):
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1", port, local_addr=("127.0.0.3", 0)
+                )
+                with contextlib.suppress(ConnectionResetError):
+                    assert await reader.read(1) == b""  # closed unread
+                writer.close()
+            await asyncio.wait_for(summary.wait(), WAIT)
+        finally:
+            logging.getLogger("gateway.smpp").removeHandler(catch)
+
+    run_smpp(ctl, scenario)
+    assert len([m for m in messages if "refused a connection from 127.0.0.3" in m]) == 1
+    summaries = [m for m in messages if m.startswith("smpp: in the last")]
+    assert summaries == [
+        "smpp: in the last 0.5s refused 30 connections (unknown_address 30) from 1 addresses;"
+        " 29 of them not logged one by one"
+    ]
+
+
+def test_a_tls_handshake_never_made_is_closed_by_the_bind_timeout(tmp_path: Path) -> None:
+    """On a TLS listener a connection is admitted once its handshake is done: a socket that
+    never starts one is closed after smpp.bind_timeout (asyncio's default: 60 s)."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.private_key_pem.write_to_path(str(key_file))
+    key_file.chmod(0o600)
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    gw = GatewayProcess(tmp_path, f"sqlite:///{tmp_path / 'gateway.db'}",
+                        smpp_tls=(str(cert_file), str(key_file)),
+                        extra={"smpp": {"bind_timeout": "1s"}})  # fmt: skip
+    gw.write_config()
+    Ctl(gw.config, CliRunner()).ok("init")
+    gw.start()
+    try:
+        silent = connect_from(gw.smpp_tls_port, "127.0.0.1")
+        began = time.monotonic()
+        assert closed_unread(silent)  # within WAIT, far below asyncio's 60 s
+        print(f"\nTLS socket without a handshake closed after {time.monotonic() - began:.1f} s")
+        silent.close()
+    finally:
+        gw.kill()
