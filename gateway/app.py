@@ -40,12 +40,14 @@ from gateway.sip.server import SipServer
 from gateway.smpp.carriers import CarrierDirectory
 from gateway.smpp.server import SmppServer
 from gateway.status import Node
+from gateway.store import textcrypt
 from gateway.store.engine import (
     display_url,
     make_engine,
     require_current,
     require_private_store,
 )
+from gateway.store.textcrypt import TextCipher
 from gateway.store.writer import BatchWriter
 from gateway.tasks import forever
 from plugins import PluginHost
@@ -264,6 +266,8 @@ async def run(config: Config, engine: Engine) -> None:
     loop = asyncio.get_running_loop()
     plugins = PluginHost.load(config.plugins, config.source)
     box = SecretBox.from_key_file(config.secret_key_file)
+    # message texts, parts and outbox PDUs sealed at rest; read back whether sealed or not
+    textcrypt.configure(TextCipher.from_box(box, encrypt=config.retention.encrypt_text))
     writer = BatchWriter(engine)
     writer.start(loop)
     directory = CarrierDirectory(engine)

@@ -33,6 +33,7 @@ from gateway.smpp.hops import read_path
 from gateway.smpp.receipt import Receipt
 from gateway.smpp.storeops import message_row
 from gateway.store.schema import connections, messages
+from gateway.store.textcrypt import seal_message
 from gateway.store.writer import Batch, BatchWriter
 
 log = logging.getLogger("gateway.connections")
@@ -198,7 +199,7 @@ class _StoreMo:
             connection_id=self.cid,
             admission=self.admission,
         )
-        batch.add(messages, self.row)
+        batch.add(messages, seal_message(self.row))
 
     def finish(self, error: BaseException | None) -> None:
         if self.done.done():

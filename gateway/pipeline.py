@@ -396,7 +396,7 @@ class Pipeline:
     # -- after the commit ---------------------------------------------------------------------
     def accepted(self, row: dict[str, Any], *, concatenated: bool = False) -> None:
         """A message row was committed (submit_sm, assembled parts, an app's MESSAGE, an MO)."""
-        p = pending_from_row(row, concatenated=concatenated or None)
+        p = pending_from_row(row, concatenated=concatenated or None, stored=False)
         self.stats["accepted"] += 1
         state = row["state"]
         if log.isEnabledFor(logging.DEBUG):
@@ -487,6 +487,10 @@ class Pipeline:
             self._load_backlog()
 
     def _start(self, p: Pending, now: datetime) -> None:
+        if p.unreadable is not None:  # read back from the store under another key file
+            self._final(p, "failed", p.unreadable, None)
+            self.queue.done(p.destination)
+            return
         if now >= p.validity_until:
             self._final(p, "expired", "the validity ran out before delivery", None)
             self.queue.done(p.destination)

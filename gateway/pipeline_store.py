@@ -30,6 +30,7 @@ from gateway.smpp.outbox import Item, stage_pdu
 from gateway.smpp.receipt import format_message_id
 from gateway.store.events import stage_event
 from gateway.store.schema import cdrs, forwards, fragments, messages
+from gateway.store.textcrypt import TextUnreadable, open_message
 from gateway.store.writer import Batch, UpdateSpec
 
 log = logging.getLogger("gateway.pipeline")
@@ -52,8 +53,20 @@ IdStyle = Callable[[int], str | None]
 """carrier id -> its receipt id format (dec/hex), None when the carrier no longer exists."""
 
 
-def pending_from_row(row: Mapping[str, Any], *, concatenated: bool | None = None) -> Pending:
-    """The in-memory form of a stored (or just written) messages row."""
+def pending_from_row(
+    row: Mapping[str, Any], *, concatenated: bool | None = None, stored: bool = True
+) -> Pending:
+    """The in-memory form of a messages row read from the store (``stored=False``: the plain
+    row just written); a stored text that cannot be decrypted leaves ``text`` empty and says
+    why in ``unreadable`` (the pipeline fails the message)."""
+    text, body, unreadable = row["body_text"], row["body_bytes"], None
+    try:
+        if stored:
+            text, body = open_message(row)
+    except TextUnreadable as exc:
+        text = body = None
+        unreadable = f"the stored text cannot be decrypted: {exc.reason}"
+        log.error("message %d: %s", row["id"], unreadable, extra=about(row["id"]))
     return Pending(
         id=row["id"],
         destination=row["destination"],
@@ -62,8 +75,8 @@ def pending_from_row(row: Mapping[str, Any], *, concatenated: bool | None = None
         lane=row["lane"],
         priority=row["priority"],
         data_coding=row["data_coding"],
-        text=row["body_text"],
-        body=row["body_bytes"],
+        text=text,
+        body=body,
         registered_delivery=row["registered_delivery"],
         validity_until=row["validity_until"],
         accepted_at=row["accepted_at"],
@@ -78,6 +91,7 @@ def pending_from_row(row: Mapping[str, Any], *, concatenated: bool | None = None
         if concatenated is None
         else concatenated,
         route=row["route"],
+        unreadable=unreadable,
     )
 
 

@@ -95,6 +95,7 @@ class Pending:
     concatenated: bool = False  # the carrier sent it in parts (receipts go to each part's id)
     route: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # what plugins attach
+    unreadable: str | None = None  # why its stored text cannot be decrypted (it is failed)
 
 
 @dataclass(slots=True, eq=False)

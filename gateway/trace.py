@@ -12,6 +12,7 @@ subscriber's (verification codes, private messages).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from gateway import admin, render
 from gateway.config import parse_duration
 from gateway.errors import InvalidInput, NotFound
 from gateway.pipeline_store import FINAL_STATES, WAITING_STATES
+from gateway.secrets import SecretBox
 from gateway.smpp.receipt import format_message_id
 from gateway.store.schema import (
     accounts,
@@ -32,6 +34,7 @@ from gateway.store.schema import (
     message_events,
     messages,
 )
+from gateway.store.textcrypt import TextCipher, TextUnreadable, is_sealed, open_message
 from routing.numbers import normalise
 
 STATES = (*WAITING_STATES, "forwarded", *FINAL_STATES)
@@ -199,6 +202,22 @@ def show_message(conn: Connection, text: str, hex_id: bool = False) -> dict[str,
     }
 
 
+def _opened(
+    row: dict[str, Any], box: Callable[[], SecretBox]
+) -> tuple[str | None, bytes | None, str | None]:
+    """The message's plain text and body (the key file is read only for a sealed one), or
+    why they cannot be read."""
+    if not (is_sealed(row["body_text"]) or is_sealed(row["body_bytes"])):
+        return row["body_text"], row["body_bytes"], None
+    try:
+        text, body = open_message(row, TextCipher.from_box(box()))
+    except InvalidInput as exc:  # the key file is missing or unusable
+        return None, None, f"cannot be decrypted: {exc}"
+    except TextUnreadable as exc:
+        return None, None, f"cannot be decrypted: it {exc.reason}"
+    return text, body, None
+
+
 def _when(moment: datetime | None) -> str:
     if moment is None:
         return "-"
@@ -218,7 +237,9 @@ def render_show(found: dict[str, Any], env: str, with_text: bool) -> str:
     field("source", f"{m['source']} (ton {m['source_ton']})")
     field("destination", f"+{m['destination']}")
     length = found["text_length"]
-    if length is None:
+    if found.get("text_unreadable"):
+        field("text", f"(encrypted; {found['text_unreadable']})")
+    elif length is None:
         field("text", "(erased, or binary content)")
     elif with_text:
         field("text", repr(m["body_text"]))
@@ -320,9 +341,12 @@ def messages_show(obj: Any, message_id: str, with_text: bool, hex_id: bool, as_j
     (--hex, or implied when it has letters)."""
     with admin.session(obj.config, obj.actor) as ctx:
         found = show_message(ctx.conn, message_id, hex_id)
-    body = found["message"].pop("body_bytes")
-    text = found["message"].pop("body_text")
+        text, body, unreadable = _opened(found["message"], ctx.secret_box)
+    found["message"].pop("body_bytes")
+    found["message"].pop("body_text")
     found["text_length"] = None if text is None else len(text)
+    if unreadable is not None:
+        found["text_unreadable"] = unreadable
     if with_text:
         found["message"]["body_text"] = text
         found["message"]["body_hex"] = None if body is None else body.hex()

@@ -15,6 +15,7 @@ from gateway.admission import Admission
 from gateway.smpp.storeops import message_row
 from gateway.smpp.text import choose_coding, count_parts
 from gateway.store.schema import messages
+from gateway.store.textcrypt import seal_message
 from gateway.store.writer import Batch
 
 log = logging.getLogger("gateway.sip")
@@ -86,7 +87,7 @@ class StoreAppMessageOp:
             validity_until=self.validity_until,
             admission=self.admission,
         )
-        batch.add(messages, self.row)
+        batch.add(messages, seal_message(self.row))
 
     def finish(self, error: BaseException | None) -> None:
         if error is not None:

@@ -26,6 +26,7 @@ from gateway.smpp.codec import Pdu, decode, encode
 from gateway.smpp.constants import Status
 from gateway.store.events import stage_event
 from gateway.store.schema import outbox
+from gateway.store.textcrypt import TextUnreadable, open_pdu, seal_pdu
 from gateway.store.writer import Batch, BatchWriter
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def stage_pdu(batch: Batch, carrier_id: int, pdu: Pdu, message_id: int | None) -
             "id": pk,
             "carrier_id": carrier_id,
             "message_id": message_id,
-            "pdu": encode(pdu),
+            "pdu": seal_pdu(pk, encode(pdu)),  # an MO text, or a receipt quoting one
             "created_at": datetime.now(UTC),
             "attempts": 0,
         },
@@ -287,8 +288,15 @@ class Outbox:
         line = self._lines.setdefault(carrier_id, deque())
         for pk, data, attempts, message_id in rows:
             if pk > self._seen.get(carrier_id, 0):
-                line.append(Item(pk, carrier_id, decode(data), attempts, message_id))
                 self._seen[carrier_id] = pk
+                try:
+                    pdu = decode(open_pdu(pk, data))
+                except TextUnreadable as exc:  # cannot be sent: dropped, with its reason
+                    log.error("outbox row %d for carrier %d: %s", pk, carrier_id, exc.reason)
+                    detail = f"PDU dropped: it cannot be decrypted ({exc.reason})"
+                    self.writer.submit(_Remove(pk, message_id, detail[:255]))
+                    continue
+                line.append(Item(pk, carrier_id, pdu, attempts, message_id))
         self._read_from_start.add(carrier_id)
         missed = carrier_id in self._missed
         self._missed.discard(carrier_id)

@@ -63,6 +63,7 @@ from gateway.smpp.storeops import (
 )
 from gateway.smpp.text import Reassembler, TextError, decode_text, is_binary
 from gateway.store.schema import fragments
+from gateway.store.textcrypt import TextUnreadable, open_part
 from gateway.store.writer import BatchWriter
 
 if TYPE_CHECKING:
@@ -397,10 +398,14 @@ class SmppServer:
         for row in rows:
             ref = int(row["group_key"].rsplit("|", 2)[1])
             try:
+                payload = open_part(row["id"], row["payload"])
+            except TextUnreadable as exc:  # its group expires, failed and naming this part
+                log.error("stored part %d: %s", row["id"], exc.reason)
+                continue
+            try:
                 whole = self.reassembler.add(
-                    row["group_key"], ref, row["total"], row["seq"], row["payload"],
-                    row["accepted_at"],
-                )  # fmt: skip
+                    row["group_key"], ref, row["total"], row["seq"], payload, row["accepted_at"]
+                )
             except SmppError as exc:  # stored by a version that did not check it first
                 log.warning("stored part %d cannot join its group: %s", row["id"], exc)
                 continue

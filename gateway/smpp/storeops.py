@@ -23,6 +23,7 @@ from gateway.smpp.receipt import MESSAGE_STATE, format_message_id, parse_message
 from gateway.smpp.text import TextError, decode_text, is_binary
 from gateway.store.events import stage_event
 from gateway.store.schema import fragments, messages
+from gateway.store.textcrypt import TextUnreadable, open_part, seal_message, seal_part
 from gateway.store.writer import Batch
 
 log = logging.getLogger("gateway.smpp")
@@ -162,7 +163,7 @@ class AcceptOp:
                 now=self.now,
                 admission=self.admission,
             )
-            batch.add(messages, self.row)
+            batch.add(messages, seal_message(self.row))
             return
         meta = sub.meta()
         if self.admission is not None and self.admission.path:
@@ -178,7 +179,7 @@ class AcceptOp:
                 "group_key": group_key(self.carrier_id, sub),
                 "total": total,
                 "seq": seq,
-                "payload": sub.part,
+                "payload": seal_part(self.message_id, sub.part),
                 "registered_delivery": sub.registered_delivery,
                 "meta": meta,
                 "accepted_at": self.now,
@@ -218,6 +219,7 @@ class AssembleOp:
     registered_delivery: int
     now: datetime
     missing: list[int] = field(default_factory=list)  # part numbers that never came
+    unreadable: list[int] = field(default_factory=list)  # stored parts that cannot be decrypted
     message_id: int = 0
     after: Callable[[], None] | None = None  # answers the part that completed the message
     on_stored: Callable[[dict[str, Any]], None] | None = None  # the whole message is committed
@@ -241,7 +243,13 @@ class AssembleOp:
             except TextError as exc:
                 state, reason = "failed", f"concatenated text cannot be decoded: {exc}"
                 body = self.payload
-        if self.missing:
+        if self.unreadable:
+            state = "failed"
+            reason = (
+                f"parts {', '.join(map(str, self.unreadable))} of {self.total} cannot be"
+                " decrypted (another key file, or damaged)"
+            )
+        elif self.missing:
             state = "failed"
             reason = f"parts {', '.join(map(str, self.missing))} of {self.total} never arrived"
         elif self.rejected is not None and state == "accepted":
@@ -259,7 +267,7 @@ class AssembleOp:
             reason=reason,
             admission=self.admission,
         )
-        batch.add(messages, self.row)
+        batch.add(messages, seal_message(self.row))
         key, message_id = self.key, self.message_id
         batch.then(
             lambda conn: conn.execute(
@@ -419,9 +427,17 @@ class ExpireGroupOp:
             return
         first = self.rows[0]
         by_seq: dict[int, bytes] = {}
+        unreadable: list[int] = []
         for row in self.rows:  # in seq order, then id: a part sent twice counts once (first)
-            by_seq.setdefault(row["seq"], row["payload"])
-        missing = [n for n in range(1, first["total"] + 1) if n not in by_seq]
+            try:
+                by_seq.setdefault(row["seq"], open_part(row["id"], row["payload"]))
+            except TextUnreadable as exc:
+                log.error("stored part %d of %s: %s", row["id"], self.key, exc.reason)
+                unreadable.append(row["seq"])
+        unreadable = [n for n in unreadable if n not in by_seq]
+        missing = [
+            n for n in range(1, first["total"] + 1) if n not in by_seq and n not in unreadable
+        ]
         payload = b"".join(by_seq.values())
         self.writer.submit(
             AssembleOp(
@@ -433,6 +449,7 @@ class ExpireGroupOp:
                 first["registered_delivery"],
                 datetime.now(UTC),
                 missing=missing,
+                unreadable=sorted(set(unreadable)),
                 on_stored=self.on_stored,
             )
         )

@@ -5,13 +5,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from gateway.sip.server import SipServer
-from gateway.store.engine import make_engine
 from gateway.store.schema import messages
 from tests.interop.inprocess import run_sip, sip_provisioned
 from tests.interop.rawsip import DOMAIN, RawUA
+from tests.stored import plain_rows
 
 ARABIC = "مرحبا، رمز التحقق 4821"
 
@@ -22,14 +21,7 @@ def ctl(tmp_path: Path, store_url: str):
 
 
 def stored_messages(ctl) -> list[dict]:
-    from gateway.config import load_config
-
-    engine = make_engine(load_config(ctl.config).database)
-    try:
-        with engine.connect() as conn:
-            return [dict(r) for r in conn.execute(select(messages)).mappings()]
-    finally:
-        engine.dispose()
+    return plain_rows(ctl.config, messages)  # texts decrypted (retention.encrypt_text)
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 
 import pytest
 import trustme
-import yaml
 from sqlalchemy import select
 
 from gateway.config import load_config
@@ -20,10 +19,10 @@ from gateway.smpp.constants import CommandId, Status, Tag
 from gateway.smpp.receipt import Receipt, format_receipt
 from gateway.smpp.session import State
 from gateway.smpp.storeops import AcceptOp
-from gateway.store.engine import make_engine
 from gateway.store.schema import connections, fragments, messages
 from tests.interop.inprocess import provisioned, run_smpp
 from tests.interop.peers import TATA_PW
+from tests.stored import plain_rows
 
 ARABIC = "رمز التحقق الخاص بك هو 4711. لا تشارك هذا الرمز مع أي شخص على الإطلاق. " * 2
 CLIENT_LOG = "gateway.smpp.client"
@@ -102,11 +101,7 @@ class Peer:
 
 
 def rows(ctl, table) -> list[dict]:
-    engine = make_engine(yaml.safe_load(ctl.config.read_text())["database"])
-    with engine.connect() as conn:
-        found = [dict(r) for r in conn.execute(select(table).order_by(table.c.id)).mappings()]
-    engine.dispose()
-    return found
+    return plain_rows(ctl.config, table)  # texts decrypted (retention.encrypt_text)
 
 
 class Holder:
@@ -492,7 +487,6 @@ def tls_files(tmp_path):
     cert = ca.issue_cert("127.0.0.1")
     cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert.private_key_pem.write_to_path(str(key_file))
-    key_file.chmod(0o600)  # the gateway refuses a private key others can read
     key_file.chmod(0o600)  # the gateway refuses a private key others can read
     cert.cert_chain_pems[0].write_to_path(str(cert_file))
     return ca, str(cert_file), str(key_file)

@@ -4,16 +4,13 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-import yaml
-from sqlalchemy import select
-
 from gateway.smpp.codec import Pdu
 from gateway.smpp.constants import CommandId, Status
 from gateway.smpp.server import utcnow
-from gateway.store.engine import make_engine
 from gateway.store.schema import fragments, messages
 from tests.interop.inprocess import provisioned, run_smpp
 from tests.interop.test_smpp_server import raw_exchange
+from tests.stored import plain_rows
 
 
 def part(seq: int, total: int, text: bytes) -> Pdu:
@@ -35,11 +32,7 @@ def part(seq: int, total: int, text: bytes) -> Pdu:
 
 
 def rows(ctl, table) -> list[dict]:
-    engine = make_engine(yaml.safe_load(ctl.config.read_text())["database"])
-    with engine.connect() as conn:
-        out = [dict(r) for r in conn.execute(select(table).order_by(table.c.id)).mappings()]
-    engine.dispose()
-    return out
+    return plain_rows(ctl.config, table)  # texts decrypted (retention.encrypt_text)
 
 
 def test_missing_part_fails_the_message_after_the_reassembly_timeout(tmp_path, store_url) -> None:

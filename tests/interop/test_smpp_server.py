@@ -9,17 +9,15 @@ import smpplib.consts
 import smpplib.exceptions
 import smpplib.gsm
 import smpplib.smpp
-import yaml
 from click.testing import CliRunner
-from sqlalchemy import select
 
 from gateway.smpp.codec import Framer, Pdu, decode, encode
 from gateway.smpp.constants import CommandId, Status, Tag
-from gateway.store.engine import make_engine
 from gateway.store.schema import fragments, messages
 from tests.conftest import Ctl
 from tests.interop.gateway_process import GatewayProcess
 from tests.interop.peers import TATA_PW, add_tata
+from tests.stored import plain_rows
 
 
 def connect(gateway, port: int | None = None) -> smpplib.client.Client:
@@ -31,12 +29,7 @@ def connect(gateway, port: int | None = None) -> smpplib.client.Client:
 
 
 def stored(gateway, table=messages) -> list[dict]:
-    url = yaml.safe_load(gateway.config.read_text())["database"]
-    engine = make_engine(url)
-    with engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(select(table).order_by(table.c.id)).mappings()]
-    engine.dispose()
-    return rows
+    return plain_rows(gateway.config, table)  # texts decrypted (retention.encrypt_text)
 
 
 def raw_exchange(sock: socket.socket, pdu: Pdu) -> Pdu:

@@ -1,13 +1,10 @@
 # SCENARIOS.md section 1: SMS from carriers to app users (campaign, verification, offline app).
 from __future__ import annotations
 
-import yaml
-from sqlalchemy import select
-
-from gateway.store.engine import make_engine
 from gateway.store.schema import cdrs, messages
 from tests.scenarios.carrier import Carrier
 from tests.scenarios.conftest import JOHN_PW
+from tests.stored import plain_rows
 
 ARABIC_CODE = (
     "رمز التحقق الخاص بك في فايبر هو 482913. لا تشارك هذا الرمز مع أي شخص، "
@@ -17,11 +14,7 @@ ARABIC_CODE = (
 
 
 def rows(gw, table=messages) -> list[dict]:
-    engine = make_engine(yaml.safe_load(gw.config.read_text())["database"])
-    with engine.connect() as conn:
-        found = [dict(r) for r in conn.execute(select(table).order_by(table.c.id)).mappings()]
-    engine.dispose()
-    return found
+    return plain_rows(gw.config, table)  # texts decrypted (retention.encrypt_text)
 
 
 def john(sip_ua, gw, **kw):
