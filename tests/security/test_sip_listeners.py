@@ -146,6 +146,10 @@ def list_fds(gw) -> list[str]:
 
 FLOOD = 20_000
 FLOOD_RATE = 5_000  # datagrams per second, above what the node can answer (~3,000/s)
+# the guard counts a datagram when the gateway reads it, so a limit bites only below what the
+# node answers per second: on a 2-core machine shared with other tests that can be ~1,000/s,
+# under the default's (2,000 per 2 s), hence a lower limit here
+PIKE_LIMIT = 500
 
 
 def flood_register(n: int) -> bytes:
@@ -165,10 +169,10 @@ def flood_register(n: int) -> bytes:
 
 def test_udp_register_flood_from_one_address_is_dropped_and_apps_are_served(make_env):
     """20,000 REGISTERs at 5,000/s from 127.0.0.2 while an app at 127.0.0.1 registers again
-    and again: the flooding address is blocked after sip.pike_limit (2,000 per 2 s) and the
+    and again: the flooding address is blocked after sip.pike_limit (500 per 2 s) and the
     rest of its datagrams dropped unparsed (counted, logged once); every REGISTER of the app
     is answered; the gateway's memory stays put."""
-    gw = make_env(sip={"listen": UDP_TCP}).start()
+    gw = make_env(sip={"listen": UDP_TCP, "pike_limit": PIKE_LIMIT}).start()
     port = gw.sip_ports["udp"]
     rss_before = rss_mib(gw)
     attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -229,7 +233,7 @@ def test_udp_register_flood_from_one_address_is_dropped_and_apps_are_served(make
     gw.wait_for_log(r"127\.0\.0\.2 blocked for 60s")
     assert gw.log().count("127.0.0.2 blocked") == 1  # one line, not one per datagram
     # at most one pike interval's allowance of the flood got an answer (its 401s)
-    assert answered <= 2_000 + 100, answered
+    assert answered <= PIKE_LIMIT + 50, answered
     assert dropped >= FLOOD / 2, dropped  # the rest: dropped unparsed (or by the kernel)
     assert len(times) >= 3  # the app kept registering through the flood
     assert rss_after - rss_before < 30, (rss_before, rss_after)
@@ -256,9 +260,9 @@ def options(i: int) -> bytes:
 
 def test_tcp_flood_from_one_address_closes_its_connections(make_env):
     """5,000 OPTIONS pipelined over one TCP connection from 127.0.0.2: past sip.pike_limit
-    the connection is closed and a new one from that address refused while it is blocked;
-    an app over TCP from 127.0.0.1 is served meanwhile."""
-    gw = make_env(sip={"listen": UDP_TCP}).start()
+    (500 per 2 s) the connection is closed and a new one from that address refused while it
+    is blocked; an app over TCP from 127.0.0.1 is served meanwhile."""
+    gw = make_env(sip={"listen": UDP_TCP, "pike_limit": PIKE_LIMIT}).start()
     port = gw.sip_ports["tcp"]
     flooder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     flooder.bind(("127.0.0.2", 0))
@@ -290,7 +294,7 @@ def test_tcp_flood_from_one_address_closes_its_connections(make_env):
             ua.close()
 
     assert asyncio.run(app()) == 200
-    assert 0 < answered <= 2_000
+    assert 0 < answered <= PIKE_LIMIT
     assert metric(gw, "gateway_sip_connections_closed_total", reason="flood") == 2
     assert metric(gw, "gateway_sip_flood_dropped_total", transport="tcp") >= 1
     print(f"\nTCP flood: 5000 OPTIONS on one connection: {answered} answered, then closed")
