@@ -507,7 +507,9 @@ class SmppConfig(_Checked):
     )
     max_unbound_per_address: int = setting(
         "Connections from one address that may be open without having bound yet (bind in"
-        " progress included); more are closed at once, before reading a byte (1-100000).",
+        " progress included); more are closed at once, before reading a byte. Keep it at"
+        " least at the binds a carrier (or all carriers behind one NAT address) opens at"
+        " once (1-100000).",
         10,
         check=_between(1, 100_000),
     )
