@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 
 import pytest
+import smpplib.consts
+import smpplib.gsm
 from cryptography.fernet import Fernet
 
 from gateway.store.schema import fragments
@@ -109,3 +111,40 @@ def test_texts_under_a_lost_key_fail_clearly_and_the_node_goes_on(make_env, sip_
     assert "state        failed" in shown
     assert "was encrypted with another key file" in shown
     assert "(encrypted; cannot be decrypted:" in shown
+
+
+def test_sealed_parts_parked_messages_and_receipts_are_read_back_after_restarts(make_env, sip_ua):
+    """What waits in the store, sealed, across restarts: two parts of three (recovered at
+    start, joined by the third), a message parked for an offline app (read back when it
+    registers) and the receipt waiting for the carrier's next bind (the outbox)."""
+    gw = make_env().start()
+    parts, coding, esm = smpplib.gsm.make_parts(LONG, encoding=smpplib.consts.SMPP_ENCODING_DEFAULT)
+    assert len(parts) == 3
+    with Carrier(gw.smpp_port) as tata:
+        for part in parts[:2]:
+            assert tata.submit(part, data_coding=coding, esm_class=esm).status == 0
+        parked = tata.submit(SHORT)
+        assert parked.status == 0
+    assert found_in_store(gw) == []
+    gw.stop()
+    gw.start()  # the two parts go back into their group
+    app = john(sip_ua, gw)
+    assert app.wait_registered() == 200
+    assert app.next_message(timeout=30).body == SHORT  # parked, read back and opened
+    gw.stop()  # its receipt waits in the outbox: the carrier is not bound
+    assert found_in_store(gw) == []
+    gw.start()
+    assert app.wait_registered() == 200
+    with Carrier(gw.smpp_port) as tata:
+        receipt = tata.next_delivered()
+        assert receipt.receipted_message_id == parked.message_id
+        assert b"stat:DELIVRD" in receipt.short_message
+        assert b"text:Quokka-Zebra 7391" in receipt.short_message  # quoted, from the outbox
+        assert tata.submit(parts[2], data_coding=coding, esm_class=esm).status == 0
+        assert app.next_message(timeout=30).body == LONG
+    gw.stop()
+    assert found_in_store(gw) == []
+    assert {r["body_text"]: r["state"] for r in plain_rows(gw.config)} == {
+        SHORT: "delivered",
+        LONG: "delivered",
+    }
