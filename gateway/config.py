@@ -633,6 +633,16 @@ class SipConfig(_Checked):
         timedelta(minutes=15),
         check=_positive_duration,
     )
+    contact_networks: tuple[str, ...] = setting(
+        "Addresses or networks (CIDR: 10.0.0.0/8) a REGISTER's Contact may name besides the"
+        " address the REGISTER came from; any other Contact host (or a host name) is refused"
+        " 403. Empty: only the source address. List your apps' private networks when they"
+        " register through NAT without rewriting their Contact, or the networks behind an"
+        " SBC. Messages go to an app only over its registration's own flow (its TCP/TLS"
+        " connection, or the UDP address and port it registered from), never to the Contact.",
+        (),
+        check=_networks,
+    )
     request_timeout: timedelta = setting(
         "On TCP/TLS, a message (headers and body) must arrive whole within this long of its"
         " first octet, and a new connection must send its first whole request within this"
@@ -647,22 +657,14 @@ class SipConfig(_Checked):
         check=_between(1, 1_000_000),
     )
     pike_limit: int = setting(
-        "Flood guard (like Kamailio's pike): SIP requests and responses one IP address may"
-        " send per pike_interval; beyond it the address is blocked for pike_block and what it"
-        " sends is dropped unread (UDP) or its connections closed (TCP/TLS). 0 turns the"
-        " guard off. Put SBCs and load generators that legitimately send more in"
-        " trusted_networks (0-10000000).",
-    contact_networks: tuple[str, ...] = setting(
-        "Addresses or networks (CIDR: 10.0.0.0/8) a REGISTER's Contact may name besides the"
-        " address the REGISTER came from; any other Contact host (or a host name) is refused"
-        " 403. Empty: only the source address. List your apps' private networks when they"
-        " register through NAT without rewriting their Contact, or the networks behind an"
-        " SBC. Messages go to an app only over its registration's own flow (its TCP/TLS"
-        " connection, or the UDP address and port it registered from), never to the Contact.",
-        (),
-        check=_networks,
-    )
-        2000,
+        "Flood guard (like Kamailio's pike): SIP requests one IP address may send per"
+        " pike_interval (responses to the gateway's own requests are not counted); beyond it"
+        " the address is blocked for pike_block and what it sends is dropped unread (UDP) or"
+        " its connections closed (TCP/TLS). Requests are counted as they are read, so keep"
+        " the limit well below what the node answers per interval. 0 turns the guard off."
+        " Put SBCs and load generators that legitimately send more in trusted_networks"
+        " (0-10000000).",
+        1000,
         check=_between(0, 10_000_000),
     )
     pike_interval: timedelta = setting(

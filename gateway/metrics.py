@@ -95,6 +95,7 @@ PLUGIN_ERRORS = Counter(
     ["plugin", "hook"],
     registry=REGISTRY,
 )
+
 MANAGEMENT_BAD_REQUESTS = Counter(
     "gateway_management_bad_requests",
     "Requests the management listener could not parse or serve, by reason (the HTTP error"

@@ -143,7 +143,9 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.transport = None
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        if not self._transports.allow(str(addr[0]), "udp"):
+        # responses answer transactions the gateway started (an app acknowledging its
+        # MESSAGEs): only requests count towards a source's flood allowance
+        if not data.startswith(b"SIP/") and not self._transports.allow(str(addr[0]), "udp"):
             return  # a flooding source: dropped before anything is parsed
         flow = UdpFlow(self, (str(addr[0]), int(addr[1])))
         if data.strip(b"\r\n") == b"":
@@ -217,7 +219,9 @@ class StreamFlow(Flow, asyncio.Protocol):
             if isinstance(item, KeepAlive):
                 self.send(b"\r\n")
                 continue
-            if not transports.allow(self.remote[0], self.transport):
+            if not isinstance(item, Response) and not transports.allow(
+                self.remote[0], self.transport
+            ):
                 connections_closed("flood").inc()
                 self.abort()  # a flooding source: nothing more is read from it
                 return

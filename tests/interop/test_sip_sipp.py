@@ -23,8 +23,14 @@ def users(count: int) -> list[tuple[str, str, str]]:
 @pytest.fixture
 def ctl(tmp_path: Path, store_url: str):
     listen = [{"transport": t, "host": "127.0.0.1", "port": 0} for t in ("udp", "tcp")]
-    # sipp 3.6 answers only the first challenge and only with MD5
-    sip = {"domain": DOMAIN, "listen": listen, "digest_algorithms": ["MD5"]}
+    # sipp 3.6 answers only the first challenge and only with MD5; SIPp is a load generator
+    # sending from one address, trusted like an SBC (exempt from the per-source flood guard)
+    sip = {
+        "domain": DOMAIN,
+        "listen": listen,
+        "digest_algorithms": ["MD5"],
+        "trusted_networks": ["127.0.0.1/32"],
+    }
     ctl = sip_provisioned(tmp_path, store_url, sip=sip)
     accounts = [
         {"id": user, "customer": "John Doe", "product": "Call & Chat", "password": password,
