@@ -395,13 +395,21 @@ class SmppServer:
     async def _recover_parts(self) -> None:
         """After a restart: parts stored but not yet in a message go back into their groups."""
         rows = await asyncio.get_running_loop().run_in_executor(None, self._load_parts)
+        payloads: dict[int, bytes] = {}
+        unreadable: set[str] = set()  # groups that can never be whole: failed at once
         for row in rows:
-            ref = int(row["group_key"].rsplit("|", 2)[1])
             try:
-                payload = open_part(row["id"], row["payload"])
-            except TextUnreadable as exc:  # its group expires, failed and naming this part
+                payloads[row["id"]] = open_part(row["id"], row["payload"])
+            except TextUnreadable as exc:
                 log.error("stored part %d: %s", row["id"], exc.reason)
+                unreadable.add(row["group_key"])
+        for key in sorted(unreadable):  # its message is written failed, naming the parts
+            self.writer.submit(ExpireGroupOp(key, self.writer, on_stored=self._assembled))
+        for row in rows:
+            if row["group_key"] in unreadable:
                 continue
+            ref = int(row["group_key"].rsplit("|", 2)[1])
+            payload = payloads[row["id"]]
             try:
                 whole = self.reassembler.add(
                     row["group_key"], ref, row["total"], row["seq"], payload, row["accepted_at"]

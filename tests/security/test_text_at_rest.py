@@ -1,6 +1,7 @@
 # Issue 15, data at rest: a copied store (SQLite file, WAL) shows no SMS content.
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -11,11 +12,13 @@ from cryptography.fernet import Fernet
 
 from gateway.store.schema import fragments
 from tests.scenarios.carrier import Carrier
+from tests.scenarios.conftest import JOHN_PW
 from tests.scenarios.test_section1_carriers_to_apps import john
 from tests.stored import plain_rows
 
 SHORT = "Quokka-Zebra 7391 is your code"
 LONG = "Marmalade-Lighthouse-Orbit " * 12  # 324 characters: three GSM parts (UDH)
+JANE_PW = "jane-Secret-2"
 ARABIC = (  # 92 characters: two UCS-2 parts
     "رمز الدخول السري الخاص بك هو ٧٣٩١ لا تشاركه مع أي شخص، ولن يطلبه منك أحد من فريق الدعم أبداً"
 )
@@ -84,15 +87,28 @@ def test_a_copied_store_shows_no_sms_text(make_env, sip_ua, encrypt):
 
 def test_texts_under_a_lost_key_fail_clearly_and_the_node_goes_on(make_env, sip_ua):
     """The key file replaced (lost, restored from the wrong backup) while a message waits for
-    an offline app: after the restart that message fails naming the reason, the carrier gets
-    its UNDELIV receipt, new messages are delivered, `messages show` says why."""
-    gw = make_env().start()
+    an offline app, two parts of three wait for the third and a receipt waits for the
+    carrier's bind: after the restart the message and the parts' message fail naming the
+    reason (the carrier gets UNDELIV for each), the receipt is dropped and its message's
+    trace says why, new messages are delivered, `messages show` says why."""
+    gw = make_env(accounts=[("1111", "111222333", JOHN_PW), ("2222", "111222444", JANE_PW)])
+    gw.start()
+    parts, coding, esm = smpplib.gsm.make_parts(LONG, encoding=smpplib.consts.SMPP_ENCODING_DEFAULT)
     with Carrier(gw.smpp_port) as tata:
         kept = tata.submit(SHORT)
         assert kept.status == 0
-        [row] = plain_rows(gw.config)
-        assert row["state"] == "retry-wait"
+        part_resps = [tata.submit(part, data_coding=coding, esm_class=esm) for part in parts[:2]]
+        assert all(r.status == 0 for r in part_resps)
+        assert tata.submit("for Jane", destination_addr="964111222444").status == 0
+    jane = sip_ua(
+        transport="udp", registrar=("127.0.0.1", gw.sip_ports["udp"]), domain=gw.domain,
+        username="2222", password=JANE_PW,
+    )  # fmt: skip
+    assert jane.wait_registered() == 200
+    assert jane.next_message(timeout=30).body == "for Jane"  # its receipt waits: no bind
     gw.stop()
+    by_text = {r["body_text"]: r for r in plain_rows(gw.config)}
+    assert by_text[SHORT]["state"] == "retry-wait"
     key_file = gw.folder / "gateway.key"
     key_file.write_bytes(Fernet.generate_key() + b"\n")
     os.chmod(key_file, 0o600)
@@ -100,17 +116,29 @@ def test_texts_under_a_lost_key_fail_clearly_and_the_node_goes_on(make_env, sip_
     with Carrier(gw.smpp_port) as tata:
         app = john(sip_ua, gw)
         assert app.wait_registered() == 200
-        receipt = tata.next_delivered()
-        assert receipt.receipted_message_id == kept.message_id
-        assert b"stat:UNDELIV" in receipt.short_message
-        assert tata.submit("after the new key").status == 0
+        receipts = {r.receipted_message_id: r.short_message for r in
+                    (tata.next_delivered() for _ in range(3))}  # fmt: skip
+        assert set(receipts) == {kept.message_id, *(r.message_id for r in part_resps)}
+        assert all(b"stat:UNDELIV" in text for text in receipts.values())
+        new = tata.submit("after the new key")
+        assert new.status == 0
         assert app.next_message(timeout=30).body == "after the new key"
+        after = tata.next_delivered()  # the dropped receipt for Jane's message never comes
+        assert after.receipted_message_id == new.message_id
     gw.wait_for_log(r"stored text cannot be decrypted")
+    gw.wait_for_log(r"outbox row \d+ for carrier \d+: was encrypted with another key file")
     gw.stop()
-    shown = gw.ctl.ok("messages", "show", str(row["id"]), "--text").output
+    shown = gw.ctl.ok("messages", "show", str(by_text[SHORT]["id"]), "--text").output
     assert "state        failed" in shown
     assert "was encrypted with another key file" in shown
     assert "(encrypted; cannot be decrypted:" in shown
+    jane_shown = gw.ctl.ok("messages", "show", str(by_text["for Jane"]["id"])).output
+    assert "PDU dropped: it cannot be decrypted" in jane_shown
+    parts_reason = "parts 1, 2 of 3 cannot be decrypted (another key file, or damaged)"
+    [whole] = [m for m in json.loads(gw.ctl.ok("messages", "list", "--json").output)
+               if m["id"] not in {r["id"] for r in by_text.values()}
+               and m["state"] == "failed"]  # fmt: skip
+    assert f"reason       {parts_reason}" in gw.ctl.ok("messages", "show", str(whole["id"])).output
 
 
 def test_sealed_parts_parked_messages_and_receipts_are_read_back_after_restarts(make_env, sip_ua):
