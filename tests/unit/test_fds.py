@@ -41,7 +41,9 @@ def test_an_accept_near_the_limit_is_noted(monkeypatch: pytest.MonkeyPatch) -> N
     watch = fds.FdWatch()
     assert not watch.accepted(119, 5.0) and watch.shortage(5.0) is None
     assert watch.accepted(120, 6.0)  # descriptor 120: 121 open at least, within 7 of 128
-    assert watch.shortage(6.0) == "a connection was accepted on descriptor 120 near the limit 0s ago"
+    assert (
+        watch.shortage(6.0) == "a connection was accepted on descriptor 120 near the limit 0s ago"
+    )
 
 
 class FakeLoop:
