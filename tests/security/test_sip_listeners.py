@@ -349,3 +349,39 @@ def test_message_rate_per_account(rated):
     assert len(stored) == accepted  # the ones refused 503 were not stored
     assert metric(gw, "gateway_sip_messages_throttled_total") == statuses.count(503)
     print(f"\nMESSAGE rate: 12 sent in {elapsed:.2f} s: {statuses}; another app: {other}")
+
+
+# -- responses are no flood ----------------------------------------------------------------------
+
+
+def test_an_app_answering_many_messages_is_not_taken_for_a_flood(make_env):
+    """sip.pike_limit 20 per 2 s: an app (UDP, 127.0.0.1) that answers 60 MESSAGEs 200 OK
+    within a few seconds is not blocked, since its responses answer the gateway's own
+    transactions; a flood guard counting them would drop its answers after the 20th."""
+    gw = make_env(sip={"listen": UDP_TCP, "pike_limit": 20}).start()
+    count = 60
+    try:
+
+        async def scenario() -> list[str]:
+            ua = await RawUA("udp", ("127.0.0.1", gw.sip_ports["udp"]), domain=gw.domain).open()
+            try:
+                assert (await ua.register()).status == 200
+                with Carrier(gw.smpp_port) as tata:
+                    for n in range(count):
+                        assert (await asyncio.to_thread(tata.submit, f"m{n}")).status == 0
+                    got = []
+                    for _ in range(count):
+                        request = await ua.incoming(timeout=20)
+                        ua.answer(request, 200)
+                        got.append(request.body.decode())
+                return got
+            finally:
+                ua.close()
+
+        got = asyncio.run(scenario())
+        # each came once, in order: the next one to a number waits for the previous outcome,
+        # so none of the app's answers was dropped (a dropped 200 brings a retransmission)
+        assert got == [f"m{n}" for n in range(count)]
+        assert metric(gw, "gateway_sip_flood_dropped_total", transport="udp") == 0
+    finally:
+        gw.stop()
