@@ -22,11 +22,14 @@ from billing import commands as billing_commands
 from gateway import __version__, admin, render, status_view, trace
 from gateway.config import Config, load_config
 from gateway.errors import GatewayError
-from gateway.password_input import password_options
+from gateway.password_input import optional_password_options, password_options
 from gateway.provisioning import apply as declarative
 from gateway.provisioning import audit, service, unblock
+from gateway.provisioning import fields as F
 from gateway.provisioning.base import Kind
+from gateway.provisioning.edits import ListEdit
 from gateway.yamlfile import read_yaml
+from routing.numbers import normalise
 
 # Columns of each kind's list table (--json always has every field).
 COLUMNS = {
@@ -56,8 +59,8 @@ COLUMNS = {
         "tls",
         "enabled",
     ),
-    "policy": ("id", "pattern", "connection", "priority"),
-    "tariff": ("id", "carrier", "prefix", "price", "currency", "unit", "from", "to"),
+    "policy": ("id", "pattern", "connection", "carrier", "priority"),
+    "tariff": ("id", "carrier", "direction", "prefix", "price", "currency", "unit", "from", "to"),
     "fee": ("id", "carrier", "name", "kind", "tiers", "currency", "unit", "from", "to"),
 }
 
@@ -297,7 +300,54 @@ def add_passwd_command(group: click.Group, k: Kind) -> None:
     passwd.help = f"Set a new password for {a(k.name)}."
 
 
+def run_set(
+    obj: Obj,
+    k: Kind,
+    ref: str,
+    given: dict[str, Any],
+    as_json: bool,
+    lists: tuple[tuple[ListEdit, Callable[[Any], Callable[[str, str], Any]]], ...] = (),
+) -> None:
+    """Change the fields given (None: not given) of one object, validated as ``add`` does.
+
+    ``lists``: list fields edited against the stored list, each with the function that
+    gives, for the admin transaction, the canonical form of one entry."""
+    changes = {name: value for name, value in given.items() if value is not None}
+    if not changes and not any(edit.given for edit, _ in lists):
+        command = click.get_current_context().command
+        options = [
+            opt for param in command.params if isinstance(param, click.Option)
+            for opt in param.opts if opt not in ("--json", "-h", "--help")
+        ]  # fmt: skip
+        fail(f"nothing to change: give one of {', '.join(options)}")
+
+    def action(ctx: Any) -> dict[str, Any]:
+        wanted = dict(changes)
+        if lists:
+            stored = k.editable(service.resolve(ctx, k, ref)[1])
+            for edit, canonical in lists:
+                if edit.given:
+                    wanted[edit.field] = edit.apply(stored[edit.field], canonical(ctx))
+        return service.change(ctx, k, ref, wanted)
+
+    run_change(obj, k, "changed", as_json, action)
+
+
+def enable_option(noun: str) -> Callable[[Any], Any]:
+    return click.option(
+        "--enable/--disable", "enabled", default=None, help=f"Enable or disable the {noun}."
+    )
+
+
+def limit_value(text: str | None) -> str | int | None:
+    """A --throughput of ``set``: a number, or ``none`` for no limit ("" to the parser)."""
+    if text is None:
+        return None
+    return "" if text.strip().lower() in ("none", "no", "off") else text
+
+
 password_option = password_options("Password")
+set_password_option = optional_password_options("New password")
 
 # -- customers, products, accounts, DIDs ----------------------------------------------------
 customer = kind_group("customer", "Customers (owners of accounts).")
@@ -336,6 +386,18 @@ def product_add(obj: Obj, name: str, messaging: bool, as_json: bool) -> None:
         as_json,
         lambda ctx: service.create(ctx, k, {"name": name, "messaging": messaging}),
     )
+
+
+@product.command("set")
+@click.argument("name")
+@click.option(
+    "--messaging/--no-messaging", default=None, help="Whether the product includes messaging."
+)
+@json_option
+@pass_obj
+def product_set(obj: Obj, name: str, messaging: bool | None, as_json: bool) -> None:
+    """Change a product (only the options given)."""
+    run_set(obj, service.kind("product"), name, {"messaging": messaging}, as_json)
 
 
 account = kind_group("account", "App users' accounts: SIP credentials, product and DIDs.")
@@ -381,6 +443,53 @@ def account_add(
     run_change(obj, k, "added", as_json, lambda ctx: service.create(ctx, k, raw))
 
 
+def did_entry(ctx: Any) -> Callable[[str, str], str]:
+    """One DID as ``+E164`` (the form account records take as input)."""
+    return lambda value, field: "+" + normalise(value, ctx.plan, field=field)
+
+
+@account.command("set")
+@click.argument("account_id", metavar="ID")
+@click.option("--customer", help="Owning customer's name.")
+@click.option("--product", help="Product name.")
+@click.option(
+    "--did",
+    "dids",
+    multiple=True,
+    metavar="DID",
+    help="The account's DIDs: the whole new list (repeatable; others are released).",
+)
+@click.option("--add-did", "add_dids", multiple=True, metavar="DID", help="Add a DID (repeatable).")
+@click.option(
+    "--remove-did",
+    "remove_dids",
+    multiple=True,
+    metavar="DID",
+    help="Release a DID to the pool (repeatable).",
+)
+@enable_option("account")
+@set_password_option
+@json_option
+@pass_obj
+def account_set(
+    obj: Obj,
+    account_id: str,
+    customer: str | None,
+    product: str | None,
+    dids: tuple[str, ...],
+    add_dids: tuple[str, ...],
+    remove_dids: tuple[str, ...],
+    enabled: bool | None,
+    password: str | None,
+    as_json: bool,
+) -> None:
+    """Change an account (only the options given); a new password replaces its HA1 values."""
+    k = service.kind("account")
+    given = {"customer": customer, "product": product, "enabled": enabled, "password": password}
+    edit = ListEdit("dids", "--did", dids, add_dids, remove_dids)
+    run_set(obj, k, account_id, given, as_json, ((edit, did_entry),))
+
+
 did = kind_group("did", "DIDs (E.164 numbers) and the accounts they belong to.")
 
 
@@ -415,6 +524,16 @@ def did_release(obj: Obj, number: str) -> None:
 
 
 # -- carriers, connections, policies, tariffs ------------------------------------------------
+def concat_option(default: str | None) -> Callable[[Any], Any]:
+    return click.option(
+        "--concat",
+        type=click.Choice(["udh", "sar"]),
+        default=default,
+        show_default=default is not None,
+        help="How long messages delivered to it (MO deliver_sm) are split: UDH or SAR TLVs.",
+    )
+
+
 carrier = kind_group("carrier", "Carriers that bind to the gateway over SMPP.")
 add_enable_commands(carrier, service.kind("carrier"))
 add_passwd_command(carrier, service.kind("carrier"))
@@ -465,6 +584,7 @@ add_passwd_command(carrier, service.kind("carrier"))
     show_default=True,
     help="What it pays for: every accepted message, or delivered ones only.",
 )
+@concat_option("udh")
 @json_option
 @pass_obj
 def carrier_add(
@@ -479,6 +599,7 @@ def carrier_add(
     data_coding: str,
     timezone: str,
     billable: str,
+    concat: str,
     as_json: bool,
 ) -> None:
     """Add a carrier; its password is kept only as a salted hash."""
@@ -494,39 +615,84 @@ def carrier_add(
         "data_coding": data_coding,
         "timezone": timezone,
         "billable": billable,
+        "concat": concat,
     }
     run_change(obj, k, "added", as_json, lambda ctx: service.create(ctx, k, raw))
 
 
 @carrier.command("set")
 @click.argument("name")
+@click.option("--system-id", help="SMPP system_id the carrier binds with (max 15).")
+@set_password_option
+@click.option(
+    "--allow-ip",
+    "allow_ip",
+    multiple=True,
+    metavar="CIDR",
+    help="Networks it may bind from: the whole new list (repeatable).",
+)
+@click.option(
+    "--add-allow-ip", multiple=True, metavar="CIDR", help="Allow one more network (repeatable)."
+)
+@click.option(
+    "--remove-allow-ip", multiple=True, metavar="CIDR", help="Stop allowing a network (repeatable)."
+)
+@click.option("--max-binds", type=int, help="Simultaneous binds allowed.")
+@click.option("--throughput", metavar="N|none", help="Message segments per second, or none.")
+@click.option(
+    "--receipt-id",
+    type=click.Choice(["dec", "hex"]),
+    help="Message id format in responses and receipts.",
+)
+@click.option(
+    "--data-coding",
+    type=click.Choice(["gsm", "latin1"]),
+    help="Meaning of data_coding 0 for this carrier.",
+)
 @click.option("--timezone", help="IANA time zone of its billing months and tariff days.")
 @click.option(
     "--billable",
     type=click.Choice(["accepted", "delivered"]),
     help="What it pays for: every accepted message, or delivered ones only.",
 )
-@click.option("--throughput", type=int, help="Message segments per second.")
-@click.option("--max-binds", type=int, help="Simultaneous binds allowed.")
+@concat_option(None)
+@enable_option("carrier")
 @json_option
 @pass_obj
 def carrier_set(
-    obj: Any,
+    obj: Obj,
     name: str,
+    system_id: str | None,
+    password: str | None,
+    allow_ip: tuple[str, ...],
+    add_allow_ip: tuple[str, ...],
+    remove_allow_ip: tuple[str, ...],
+    max_binds: int | None,
+    throughput: str | None,
+    receipt_id: str | None,
+    data_coding: str | None,
     timezone: str | None,
     billable: str | None,
-    throughput: int | None,
-    max_binds: int | None,
+    concat: str | None,
+    enabled: bool | None,
     as_json: bool,
 ) -> None:
-    """Change a carrier's settings (only the options given)."""
+    """Change a carrier (only the options given); running nodes apply it within seconds."""
     k = service.kind("carrier")
-    given = {"timezone": timezone, "billable": billable, "throughput": throughput,
-             "max_binds": max_binds}  # fmt: skip
-    changes = {key: value for key, value in given.items() if value is not None}
-    if not changes:
-        fail("nothing to change: give --timezone, --billable, --throughput or --max-binds")
-    run_change(obj, k, "changed", as_json, lambda ctx: service.change(ctx, k, name, changes))
+    given = {
+        "system_id": system_id,
+        "password": password,
+        "max_binds": max_binds,
+        "throughput": limit_value(throughput),
+        "receipt_id": receipt_id,
+        "data_coding": data_coding,
+        "timezone": timezone,
+        "billable": billable,
+        "concat": concat,
+        "enabled": enabled,
+    }
+    edit = ListEdit("allow_ip", "--allow-ip", allow_ip, add_allow_ip, remove_allow_ip)
+    run_set(obj, k, name, given, as_json, ((edit, lambda ctx: F.network),))
 
 
 @carrier.command("unblock")
@@ -595,28 +761,102 @@ def connection_add(
     run_change(obj, k, "added", as_json, lambda ctx: service.create(ctx, k, raw))
 
 
-policy = kind_group("policy", "Service policies: recipient pattern -> outbound connection.")
+@connection.command("set")
+@click.argument("name")
+@click.option("--host", help="Peer address.")
+@click.option("--port", type=int, help="Peer SMPP port.")
+@click.option("--system-id", help="system_id to bind with (max 15).")
+@set_password_option
+@click.option("--bind", type=click.Choice(["trx", "tx", "rx"]), help="Bind type.")
+@click.option("--window", type=int, help="Outstanding requests allowed.")
+@click.option("--throughput", metavar="N|none", help="Message segments per second, or none.")
+@click.option("--tls/--no-tls", default=None, help="Connect with TLS, or without.")
+@enable_option("connection")
+@json_option
+@pass_obj
+def connection_set(
+    obj: Obj,
+    name: str,
+    host: str | None,
+    port: int | None,
+    system_id: str | None,
+    password: str | None,
+    bind: str | None,
+    window: int | None,
+    throughput: str | None,
+    tls: bool | None,
+    enabled: bool | None,
+    as_json: bool,
+) -> None:
+    """Change an outbound connection (only the options given); running nodes bind again
+    with the new settings within seconds."""
+    given = {
+        "host": host,
+        "port": port,
+        "system_id": system_id,
+        "password": password,
+        "bind": bind,
+        "window": window,
+        "throughput": limit_value(throughput),
+        "tls": tls,
+        "enabled": enabled,
+    }
+    run_set(obj, service.kind("connection"), name, given, as_json)
+
+
+policy = kind_group(
+    "policy", "Service policies: recipient pattern -> outbound connection or bound carrier."
+)
 
 
 @policy.command("add")
 @click.option(
     "--pattern", required=True, help="SQL-LIKE pattern over E.164 digits: 222%, 9647_%, %."
 )
-@click.option("--connection", "connection_name", required=True, help="Connection name.")
+@click.option("--connection", "connection_name", help="Outbound connection name (submit_sm).")
+@click.option(
+    "--carrier",
+    "carrier_name",
+    help="Carrier name: delivered as MO deliver_sm on its receiver/transceiver binds.",
+)
 @click.option(
     "--priority",
     type=int,
     default=0,
     show_default=True,
-    help="Among equally specific patterns, lower is tried first.",
+    help="Among equally specific patterns, lower is tried first (failover order).",
 )
 @json_option
 @pass_obj
-def policy_add(obj: Obj, pattern: str, connection_name: str, priority: int, as_json: bool) -> None:
-    """Add a service policy."""
+def policy_add(
+    obj: Obj,
+    pattern: str,
+    connection_name: str | None,
+    carrier_name: str | None,
+    priority: int,
+    as_json: bool,
+) -> None:
+    """Add a service policy: to a connection, or to a carrier (give one of the two)."""
+    if (connection_name is None) == (carrier_name is None):
+        fail("give one of --connection or --carrier")
     k = service.kind("policy")
-    raw = {"pattern": pattern, "connection": connection_name, "priority": priority}
+    raw = {
+        "pattern": pattern,
+        "connection": connection_name,
+        "carrier": carrier_name,
+        "priority": priority,
+    }
     run_change(obj, k, "added", as_json, lambda ctx: service.create(ctx, k, raw))
+
+
+@policy.command("set")
+@click.argument("ref", metavar="ID")
+@click.option("--priority", type=int, help="Among equally specific patterns, lower is tried first.")
+@json_option
+@pass_obj
+def policy_set(obj: Obj, ref: str, priority: int | None, as_json: bool) -> None:
+    """Change a service policy's priority (a new pattern or target is a new policy)."""
+    run_set(obj, service.kind("policy"), ref, {"priority": priority}, as_json)
 
 
 def per_option(help_text: str) -> Callable[[Any], Any]:
@@ -650,6 +890,14 @@ tariff = kind_group(
     "--to", "end", metavar="YYYY-MM-DD", help="Last day it applies (default: open-ended)."
 )
 @per_option("Price each message, or each segment (part) of it.")
+@click.option(
+    "--direction",
+    type=click.Choice(["in", "out"]),
+    default="in",
+    show_default=True,
+    help="in: what the carrier pays us for what it sends; out: what we pay it (our cost) for"
+    " what we deliver to it through a --carrier policy.",
+)
 @json_option
 @pass_obj
 def tariff_add(
@@ -661,6 +909,7 @@ def tariff_add(
     start: str | None,
     end: str | None,
     unit: str,
+    direction: str,
     as_json: bool,
 ) -> None:
     """Add a tariff; an open-ended earlier tariff of the same prefix ends the day before."""
@@ -672,6 +921,7 @@ def tariff_add(
         "currency": currency,
         "to": end,
         "unit": unit,
+        "direction": direction,
     }
     if start is not None:
         raw["from"] = start

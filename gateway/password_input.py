@@ -51,14 +51,25 @@ def from_stdin(stream: BinaryIO | None = None) -> str:
     return _first_line(data, "--password-stdin", "standard input")
 
 
-def resolve(password: str | None, password_file: str | None, password_stdin: bool) -> str:
-    """The password from the one source given, else asked for (hidden, twice)."""
+def resolve(
+    password: str | None,
+    password_file: str | None,
+    password_stdin: bool,
+    *,
+    prompt: bool | None = None,
+) -> str | None:
+    """The password from the one source given, else asked for (hidden, twice).
+
+    ``prompt`` None (``add``, ``passwd``): a password is needed, so it is asked for when no
+    source is given. True/False (``set``, whose password is optional): asked for only when
+    ``--password-prompt`` was given; no source at all is None (keep the stored one)."""
     given = [
         name
         for name, value in (
             ("--password", password is not None),
             ("--password-file", password_file is not None),
             ("--password-stdin", password_stdin),
+            ("--password-prompt", bool(prompt)),
         )
         if value
     ]
@@ -72,6 +83,8 @@ def resolve(password: str | None, password_file: str | None, password_stdin: boo
         return from_file(password_file)
     if password_stdin:
         return from_stdin()
+    if prompt is False:
+        return None
     return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
@@ -88,31 +101,63 @@ def password_options(what: str = "Password") -> Callable[[Callable[..., Any]], A
             password_stdin: bool,
             **kwargs: Any,
         ) -> Any:
-            return command(
-                *args, password=resolve(password, password_file, password_stdin), **kwargs
-            )
+            chosen = resolve(password, password_file, password_stdin)
+            return command(*args, password=chosen, **kwargs)
 
-        options = (
-            click.option(
-                "--password",
-                default=None,
-                help=f"{what} (visible to local users in ps and kept in shell history:"
-                " prefer --password-file or --password-stdin; asked for if no source is given).",
-            ),
-            click.option(
-                "--password-file",
-                metavar="PATH",
-                default=None,
-                help=f"Read the {what.lower()} from the first line of this file.",
-            ),
-            click.option(
-                "--password-stdin",
-                is_flag=True,
-                help=f"Read the {what.lower()} from the first line of standard input.",
-            ),
-        )
-        for option in reversed(options):
-            wrapper = option(wrapper)
-        return wrapper
+        return _with_options(wrapper, what)
 
     return decorate
+
+
+def optional_password_options(what: str = "New password") -> Callable[[Callable[..., Any]], Any]:
+    """The same sources for a command where the password is optional (``set``): the command
+    receives ``password`` None unless one of --password, --password-file, --password-stdin
+    or --password-prompt (asked for, hidden, twice) was given."""
+
+    def decorate(command: Callable[..., Any]) -> Any:
+        @functools.wraps(command)
+        def wrapper(
+            *args: Any,
+            password: str | None,
+            password_file: str | None,
+            password_stdin: bool,
+            password_prompt: bool,
+            **kwargs: Any,
+        ) -> Any:
+            chosen = resolve(password, password_file, password_stdin, prompt=password_prompt)
+            return command(*args, password=chosen, **kwargs)
+
+        wrapper = click.option(
+            "--password-prompt",
+            is_flag=True,
+            help=f"Ask for the {what.lower()} (hidden, twice).",
+        )(wrapper)
+        return _with_options(wrapper, what, "unchanged if no source is given")
+
+    return decorate
+
+
+def _with_options(wrapper: Any, what: str, absent: str = "asked for if no source is given") -> Any:
+    """``wrapper`` with the --password, --password-file and --password-stdin options."""
+    options = (
+        click.option(
+            "--password",
+            default=None,
+            help=f"{what} (visible to local users in ps and kept in shell history:"
+            f" prefer --password-file or --password-stdin; {absent}).",
+        ),
+        click.option(
+            "--password-file",
+            metavar="PATH",
+            default=None,
+            help=f"Read the {what.lower()} from the first line of this file.",
+        ),
+        click.option(
+            "--password-stdin",
+            is_flag=True,
+            help=f"Read the {what.lower()} from the first line of standard input.",
+        ),
+    )
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
