@@ -9,6 +9,7 @@ is served without a restart. ``bind_status`` is the pure decision of a bind atte
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
@@ -18,6 +19,8 @@ from sqlalchemy import Engine, select
 from gateway.secrets import verify_password
 from gateway.smpp.constants import Status
 from gateway.store.schema import carriers
+
+log = logging.getLogger(__name__)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -34,6 +37,7 @@ class Carrier:
     receipt_id: Literal["dec", "hex"]
     alphabet: Literal["gsm", "latin1"]
     enabled: bool
+    concat: Literal["udh", "sar"] = "udh"  # how MO deliver_sm we send it are concatenated
 
     def allows(self, address: str) -> bool:
         try:
@@ -66,6 +70,7 @@ class CarrierDirectory:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._index = CarrierIndex({}, {}, ())
+        self._loaded = False
 
     def load(self) -> None:
         with self._engine.connect() as conn:
@@ -82,10 +87,16 @@ class CarrierDirectory:
                 receipt_id=row["receipt_id_format"],
                 alphabet="latin1" if row["data_coding_default"] == "latin1" else "gsm",
                 enabled=bool(row["enabled"]),
+                concat="sar" if row["concat"] == "sar" else "udh",
             )
             for row in rows
         ]
+        before = self._index.all
         self._index = CarrierIndex.of(loaded)  # one assignment: lookups never see a mix
+        changed = sorted({c.name for c in set(before) ^ set(loaded)})
+        if self._loaded and changed:
+            log.info("carriers reloaded: %s changed", ", ".join(changed))
+        self._loaded = True
 
     def by_system_id(self, system_id: str) -> Carrier | None:
         return self._index.by_system_id.get(system_id)
