@@ -33,8 +33,9 @@ def default_actor() -> str:
 
 
 def open_store(config: Config) -> Engine:
-    """An engine on the configured database, refused unless its schema is current."""
-    engine = make_engine(config.database)
+    """An engine on the configured database, refused unless it exists (only ``init``
+    creates one) and its schema is current."""
+    engine = make_engine(config.database, create=False)
     require_current(engine)
     return engine
 

@@ -146,7 +146,7 @@ def preflight(config: Config) -> list[str]:
     except GatewayError as exc:
         problems.append(str(exc))
     try:
-        engine = make_engine(config.database)
+        engine = make_engine(config.database, create=False)
         try:
             require_current(engine)
         finally:
@@ -287,6 +287,10 @@ async def run(config: Config, engine: Engine) -> None:
     pipeline = Pipeline(config, writer, routes, accounts, directory, plugins)
     connections = ConnectionManager(config, engine, writer, box, pipeline)
     pipeline.sip, pipeline.outbox, pipeline.connections = sip, smpp.outbox, connections
+    # policies --carrier: a carrier's bind releases what waits for it; its throughput caps
+    # the message parts we send it (gateway/smpp/outbox.py)
+    smpp.outbox.on_bound = pipeline.carrier_bound
+    smpp.outbox.rate_of = lambda cid: getattr(directory.by_id(cid), "throughput", None)
     smpp.pipeline = sip.pipeline = pipeline
     sip.on_registered = pipeline.registered
     node = Node(
@@ -390,7 +394,7 @@ def serve(config: Config) -> None:
     logs.configure(config.log, config.env)
     log.info("starting gateway from %s", config.source)
     _raise_fd_limit()
-    engine = make_engine(config.database)
+    engine = make_engine(config.database, create=False)
     try:
         require_current(engine)
         for line in describe(config):

@@ -88,9 +88,12 @@ def require_private_store(url: str) -> None:
         require_private_file(name, "database", "SQLite store file")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, create: bool = True) -> Engine:
     """An engine for a ``sqlite:///`` or ``postgresql+psycopg://`` URL. A new SQLite file is
-    created owner-only (0600) whatever the umask; SQLite gives its side files the same mode."""
+    created owner-only (0600) whatever the umask; SQLite gives its side files the same mode.
+
+    With ``create`` False (every gatewayctl command but ``init``, and the server) a missing
+    SQLite file is refused instead: a mistyped path must not leave an empty store behind."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = sqlite_path(url)
@@ -98,7 +101,13 @@ def make_engine(url: str) -> Engine:
             folder = Path(database).expanduser().resolve().parent
             if not folder.is_dir():
                 raise StoreError(f"database {url}: folder {folder} does not exist")
-            _create_private(str(Path(database).expanduser()))
+            if not create and not Path(database).expanduser().exists():
+                raise StoreError(
+                    f"database {url}: file {database} does not exist (a typo in the path?);"
+                    " run 'gatewayctl init' to create it"
+                )
+            if create:
+                _create_private(str(Path(database).expanduser()))
         engine = create_engine(parsed)
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine

@@ -550,6 +550,10 @@ def test_commands_need_an_initialised_store(tmp_path) -> None:
     from tests.conftest import Ctl, write_config
 
     tool = Ctl(write_config(tmp_path, f"sqlite:///{tmp_path / 'new.db'}"), CliRunner())
+    tool.refused(
+        "customer", "list", contains="does not exist (a typo in the path?); run 'gatewayctl init'"
+    )
+    (tmp_path / "new.db").touch()  # an empty file is a store never initialised
     tool.refused("customer", "list", contains="not initialised: run 'gatewayctl init'")
 
 

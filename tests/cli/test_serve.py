@@ -74,7 +74,10 @@ def test_serve_refuses_an_uninitialised_store(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 1
-    assert "not initialised: run 'gatewayctl init'" in result.stderr
+    assert "file gateway.db does not exist (a typo in the path?); run 'gatewayctl init'" in (
+        result.stderr
+    )
+    assert not (tmp_path / "gateway.db").exists()  # only init creates the store
 
 
 def test_check_config_reports_missing_tls_files_and_key(tmp_path: Path) -> None:
@@ -94,7 +97,8 @@ def test_check_config_reports_missing_tls_files_and_key(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "smpp.listen[0].tls.cert: file not found: nope.pem" in result.stderr
-    assert "not initialised" in result.stderr
+    assert "g.db does not exist (a typo in the path?); run 'gatewayctl init'" in result.stderr
+    assert not (tmp_path / "g.db").exists()  # check-config creates no store
     assert "g.key" in result.stderr
     subprocess.run(
         ["gatewayctl", "--config", str(config), "init"], check=True, capture_output=True, timeout=60
