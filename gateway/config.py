@@ -263,6 +263,12 @@ def _positive_duration(value: timedelta) -> timedelta:
     return value
 
 
+def _carrier_hold(value: timedelta) -> timedelta:
+    if not timedelta(0) <= value <= timedelta(days=1):
+        raise ValueError(f"must be 0s to 1d, got {_show(value)}")
+    return value
+
+
 def _validity(value: timedelta) -> timedelta:
     if not timedelta(0) < value <= MAX_VALIDITY:
         raise ValueError(
@@ -616,10 +622,13 @@ class SipConfig(_Checked):
         check=_between(100, 10_000_000),
     )
     digest_algorithms: tuple[Literal["SHA-256", "MD5"], ...] = setting(
-        "Digest algorithms offered to apps, preferred first (RFC 7616 §3.7); credentials with"
-        " another one are refused. Put MD5 first for clients that only read the first"
-        " challenge (older softphones, sipp).",
-        ("SHA-256", "MD5"),
+        "Digest algorithms offered to apps, one challenge each, preferred first (RFC 7616"
+        " §3.7); credentials with another one are refused. MD5 alone by default: many deployed"
+        " clients (baresip 1.0, Zoiper, older phones, sipp) reject or misread a 401 that also"
+        " names SHA-256 (docs/clients.md). [SHA-256, MD5] only when every app handles several"
+        " challenges (pjsua2, Linphone do); both HA1s are always stored, so either works"
+        " without re-provisioning.",
+        ("MD5",),
         check=_algorithms,
     )
     failed_auth_limit: int = setting(
@@ -797,6 +806,14 @@ class DeliveryConfig(_Checked):
         " message that would go further, or visit an environment twice, fails.",
         5,
         check=_between(1, 32),
+    )
+    carrier_hold: timedelta = setting(
+        "How long a carrier that a policy targets (policy --carrier) may have no receiver"
+        " bound before its messages fail over to the next matching policy's target (0s: at"
+        " once; at most 1d). Meanwhile, and when no later policy is left, they wait in the"
+        " store for it to bind, until their validity runs out.",
+        timedelta(seconds=30),
+        check=_carrier_hold,
     )
 
 

@@ -1,7 +1,8 @@
 # A minimal SIP user agent over asyncio UDP/TCP: registers, sends and answers MESSAGE.
 """The built-in test UA: ``gatewayctl demo`` plays the app with it, and exact-wire tests use
 it to send hand-built requests and to answer the gateway's requests with any status (or
-not at all). It answers digest challenges (MD5 or SHA-256, qop=auth) and does no
+not at all). It answers digest challenges (MD5 or SHA-256, qop=auth: the first challenge
+offered, or the one of ``algorithm`` when set) and does no
 retransmission, so it is for loopback and tests, not for a real network; pjsua2 and sipp
 are the real apps in the test suite.
 """
@@ -30,12 +31,13 @@ class TestUA:
     user: str
     password: str = field(repr=False)
     domain: str = DOMAIN
-    algorithm: str = "SHA-256"
+    algorithm: str | None = None  # None: answer the first challenge offered (its algorithm)
     local: tuple[str, int] = ("127.0.0.1", 0)
     responses: asyncio.Queue = field(default_factory=asyncio.Queue)
     requests: asyncio.Queue = field(default_factory=asyncio.Queue)
     pongs: asyncio.Queue = field(default_factory=asyncio.Queue)
     nonce: str | None = None  # the last nonce a challenge gave
+    used_algorithm: str = "MD5"  # the algorithm of the last challenge answered
     _cseq: int = 0
     _nc: int = 0
 
@@ -127,9 +129,14 @@ class TestUA:
         if not auth or response.status not in (401, 407):
             return response
         name = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-        challenge = next(
-            v for v in response.headers.get_all(name) if f"algorithm={self.algorithm}" in v
-        )
+        offered = response.headers.get_all(name)
+        if self.algorithm is None:
+            challenge = offered[0]
+            found_alg = re.search(r"algorithm=([A-Za-z0-9-]+)", challenge)
+            self.used_algorithm = found_alg.group(1) if found_alg else "MD5"
+        else:
+            challenge = next(v for v in offered if f"algorithm={self.algorithm}" in v)
+            self.used_algorithm = self.algorithm
         found = re.search(r'nonce="([^"]+)"', challenge)
         assert found is not None, challenge
         self.nonce = found.group(1)
@@ -142,14 +149,15 @@ class TestUA:
     def credentials(self, method: str, uri: str, nonce: str, nc: int) -> str:
         """The digest credentials (qop=auth) for a request with ``nonce`` and count ``nc``."""
         cnonce = secrets.token_hex(4)
-        key = ha1(self.user, self.domain, self.password, self.algorithm)
+        algorithm = self.algorithm or self.used_algorithm
+        key = ha1(self.user, self.domain, self.password, algorithm)
         digest = response_for(
-            key, algorithm=self.algorithm, method=method, uri=uri, nonce=nonce, nc=nc,
+            key, algorithm=algorithm, method=method, uri=uri, nonce=nonce, nc=nc,
             cnonce=cnonce,
         )  # fmt: skip
         creds = Credentials(
             username=self.user, realm=self.domain, nonce=nonce, uri=uri, response=digest,
-            algorithm=self.algorithm, cnonce=cnonce, qop="auth", nc=f"{nc:08x}",
+            algorithm=algorithm, cnonce=cnonce, qop="auth", nc=f"{nc:08x}",
         )  # fmt: skip
         return format_credentials(creds)
 

@@ -88,9 +88,7 @@ def test_a_nonce_from_before_a_restart_gets_a_stale_challenge(gateway):
             contact = ("Contact", f"<sip:1111@127.0.0.1:{ua.local[1]};transport=udp>")
             ua.send_raw(ua.build("REGISTER", uri, headers=[contact, header]))
             stale = await ua.final()
-            challenge = next(
-                (v for v in stale.headers.get_all("WWW-Authenticate") if "SHA-256" in v), None
-            )
+            challenge = next(iter(stale.headers.get_all("WWW-Authenticate")), None)
             retried = await ua.register()  # answers the fresh challenge
             return stale.status, challenge, retried.status
         finally:

@@ -38,8 +38,10 @@ def test_register_challenge_then_ok_and_listed(ctl, transport):
         # RFC 3581: the answer says where the request really came from
         assert f"rport={ua.local[1]}" in first.headers.get("Via")
         assert "received=127.0.0.1" in first.headers.get("Via")
+        # MD5 alone by default: baresip 1.0, Zoiper and older phones reject a 401 that also
+        # names SHA-256 (docs/clients.md)
         offered = first.headers.get_all("WWW-Authenticate")
-        assert [("SHA-256" in v, "MD5" in v) for v in offered] == [(True, False), (False, True)]
+        assert [("SHA-256" in v, "algorithm=MD5" in v) for v in offered] == [(False, True)]
         assert all('qop="auth"' in v for v in offered)
         ok = await ua.register(expires=300)
         assert ok.status == 200, ok
@@ -58,6 +60,44 @@ def test_md5_digest_is_accepted_too(ctl):
     async def scenario(server, ports):
         ua = await RawUA("udp", ("127.0.0.1", ports["udp"]), algorithm="MD5").open()
         assert (await ua.register()).status == 200
+
+    run_sip(ctl, scenario)
+
+
+def test_sha256_is_offered_first_when_configured_and_md5_still_works(tmp_path, store_url):
+    listen = [{"transport": "udp", "host": "127.0.0.1", "port": 0}]
+    sip = {"domain": DOMAIN, "listen": listen, "digest_algorithms": ["SHA-256", "MD5"]}
+    ctl = sip_provisioned(tmp_path, store_url, sip=sip)
+
+    async def scenario(server, ports):
+        addr = ("127.0.0.1", ports["udp"])
+        first = await (await RawUA("udp", addr).open()).request(
+            "REGISTER", f"sip:{DOMAIN}", auth=False
+        )
+        offered = first.headers.get_all("WWW-Authenticate")
+        assert [v.split("algorithm=")[1].split(",")[0] for v in offered] == ["SHA-256", "MD5"]
+        for algorithm in ("SHA-256", "MD5"):  # both HA1s are stored for every account
+            ua = await RawUA("udp", addr, algorithm=algorithm).open()
+            assert (await ua.register()).status == 200, algorithm
+            ua.close()
+
+    run_sip(ctl, scenario)
+
+
+def test_sha256_credentials_are_refused_when_only_md5_is_offered(ctl):
+    async def scenario(server, ports):
+        addr = ("127.0.0.1", ports["udp"])
+        ua = await RawUA("udp", addr).open()
+        challenge = await ua.request("REGISTER", f"sip:{DOMAIN}", auth=False)
+        [offered] = challenge.headers.get_all("WWW-Authenticate")
+        nonce = offered.split('nonce="')[1].split('"')[0]
+        ua.algorithm = "SHA-256"  # a downgrade the other way: not what was offered
+        header = ("Authorization", ua.credentials("REGISTER", f"sip:{DOMAIN}", nonce, 1))
+        contact = ("Contact", f"<sip:1111@127.0.0.1:{ua.local[1]}>")
+        ua.send_raw(ua.build("REGISTER", f"sip:{DOMAIN}", headers=[contact, header]))
+        answer = await ua.final()
+        assert (answer.status, answer.reason) == (403, "Forbidden (digest SHA-256 not offered)")
+        ua.close()
 
     run_sip(ctl, scenario)
 
