@@ -13,7 +13,9 @@ destination, priority lane first, up to ``delivery.max_in_flight`` at once:
 
 - to a local DID with a live registration: SIP MESSAGE to every contact
   (:meth:`gateway.sip.server.SipServer.send_message`); 2xx: delivered; 408/480/503, a timeout
-  or a transport error: retry-wait by ``delivery.retry``; any other answer: failed;
+  or a transport error: retry-wait by ``delivery.retry`` (parked for the next REGISTER
+  when no contact is left, sent again at once when the app registered again from a new
+  contact meanwhile); any other answer: failed;
 - to a local DID whose app is offline: parked until the account registers (then its messages
   go out in order) or until the validity runs out (expired);
 - over an outbound SMPP connection: the first route of the decision whose connection is bound;
@@ -572,7 +574,9 @@ class Pipeline:
             self._settled(
                 p, "failed", f"the app answered {outcome.status} {outcome.reason}", outcome.status
             )
-        elif outcome.status == 480 and not self._online(account.id, utcnow()):
+        elif not self._online(account.id, utcnow()):
+            # no contact left (none registered, or its connection closed: issue 16): parked
+            # until the app registers again, not retried on a timer
             del self.in_flight[p.id]
             self._park_line(p, OFFLINE_REASON.format(account=account.account_id))
             self._notify_changed()
@@ -580,6 +584,8 @@ class Pipeline:
             self._attempt_failed(
                 p, True, f"the app answered {outcome.status} {outcome.reason}", outcome.status
             )
+            if outcome.retry_now:  # the app registered again elsewhere: send there at once
+                self._release(p.destination)
 
     async def _forward(self, p: Pending, decision: Decision) -> None:
         path = parse_path(p.path)

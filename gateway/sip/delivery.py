@@ -7,6 +7,11 @@ Outcome rules (the issue's contract): any 2xx from any contact means ``delivered
 final 3xx-6xx (404, 415, 488, ...) is ``permanent``. With several contacts the delivery is
 settled at the first 2xx; otherwise once every fork has ended, temporary when any fork's
 failure was temporary (another try may reach that device), permanent when all were.
+
+A delivery is *superseded* (:meth:`Delivery.superseded`) when its account registers again
+from a flow none of its forks uses (an app that crashed and came back on a new port or
+connection): it ends at once as temporary with ``retry_now``, so the pipeline sends again
+to the new binding at once instead of waiting for timer F on the stale contact.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ class Outcome:
     kind: OutcomeKind
     status: int
     reason: str
+    retry_now: bool = False
+    """Try again at once, not after ``delivery.retry``: the account registered anew."""
 
     @property
     def delivered(self) -> bool:
@@ -89,6 +96,14 @@ class Delivery:
         self.result: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._pending = forks
         self._failures: list[Outcome] = []
+
+    def superseded(self, reason: str) -> bool:
+        """End the delivery now as temporary, to be retried at once (the account registered
+        again elsewhere); False when it had already ended."""
+        if self.result.done():
+            return False
+        self.result.set_result(Outcome("temporary", 503, reason, retry_now=True))
+        return True
 
     def ended(self, status: int, reason: str) -> None:
         """One fork's final answer (or 408/503 for timeout/transport error)."""

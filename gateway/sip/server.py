@@ -8,6 +8,14 @@ and MD5); a failed authentication counts against the source address (AuthGuard: 
 then refused). Registrations and app messages are committed by the batch writer before the
 200/202 goes out. ``send_message`` delivers a text to every live contact of an account in
 parallel and reports one Outcome.
+
+Stale contacts do not hold a message back (issue 16): a REGISTER of an account from a flow
+that none of a pending delivery's forks uses (an app that crashed and came back on another
+port or connection) supersedes that delivery: it ends at once as temporary with
+``retry_now`` and its client transactions are ended, so the pipeline sends again to the
+new binding instead of waiting for timer F. A TCP/TLS connection that closes fails the
+client transactions on it at once (RFC 3261 §18: a transport error is reported to the
+transaction), instead of leaving them to time out.
 """
 
 from __future__ import annotations
@@ -94,11 +102,12 @@ def utcnow() -> datetime:
 class _Fork:
     """One contact's leg of a delivery."""
 
-    __slots__ = ("delivery", "flow")
+    __slots__ = ("account", "delivery", "flow")
 
-    def __init__(self, delivery: Delivery, flow: Flow) -> None:
+    def __init__(self, delivery: Delivery, flow: Flow, account: int) -> None:
         self.delivery = delivery
         self.flow = flow
+        self.account = account
 
 
 class SipServer:
@@ -162,6 +171,11 @@ class SipServer:
         self.on_expired: Callable[[list[Binding]], None] | None = None
         self._server_flows: dict[tuple[object, ...], Flow] = {}
         self._forks: dict[tuple[object, ...], _Fork] = {}
+        # pending forks by account (cut short by a REGISTER from a new flow) and by stream
+        # flow (failed at once when the connection closes)
+        self._account_forks: dict[int, set[tuple[object, ...]]] = {}
+        self._flow_forks: dict[Flow, set[tuple[object, ...]]] = {}
+        self.transports.on_closed = self._flow_closed
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: datetime | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -193,6 +207,8 @@ class SipServer:
         for fork in self._forks.values():
             fork.delivery.ended(503, "Service Unavailable (gateway shutting down)")
         self._forks.clear()
+        self._account_forks.clear()
+        self._flow_forks.clear()
 
     def _spawn(self, coro: Awaitable[Any], name: str = "sip task") -> None:
         """Run ``coro`` in the background; an unexpected error is reported (tasks.py)."""
@@ -355,7 +371,7 @@ class SipServer:
                 self._fork_ended(transaction, 503, "Service Unavailable (transport error)")
             elif isinstance(action, Terminated):
                 self._server_flows.pop(transaction.key, None)
-                self._forks.pop(transaction.key, None)
+                self._forget_fork(transaction.key)
 
     def _flow_of(self, transaction: Transaction) -> Flow | None:
         if isinstance(transaction, ServerTransaction):
@@ -545,6 +561,8 @@ class SipServer:
                 )
                 return
             self.respond(transaction, 200, result.reason, result.headers)
+            if result.current:
+                self._supersede(account, flow)
             if result.current and self.on_registered is not None:
                 self.on_registered(account)
 
@@ -705,10 +723,12 @@ class SipServer:
                 to_user=to_user,
                 text=text,
             )
-            self._start_fork(delivery, flow, request, branch)
+            self._start_fork(delivery, flow, request, branch, account.id)
         return await delivery.result
 
-    def _start_fork(self, delivery: Delivery, flow: Flow, request: Request, branch: str) -> None:
+    def _start_fork(
+        self, delivery: Delivery, flow: Flow, request: Request, branch: str, account: int
+    ) -> None:
         now = utcnow()
         transaction = ClientTransaction(request, flow.reliable, now, self.timers, branch=branch)
         try:
@@ -716,9 +736,81 @@ class SipServer:
         except TableFull:
             delivery.ended(503, "Service Unavailable (transaction table full)")
             return
-        self._forks[transaction.key] = _Fork(delivery, flow)
+        key = transaction.key
+        self._forks[key] = _Fork(delivery, flow, account)
+        self._account_forks.setdefault(account, set()).add(key)
+        if flow.reliable:
+            self._flow_forks.setdefault(flow, set()).add(key)
         self._run(transaction, self.table.settle(transaction, transaction.start()))
         self._arm()
+
+    def _forget_fork(self, key: tuple[object, ...]) -> None:
+        fork = self._forks.pop(key, None)
+        if fork is None:
+            return
+        keys = self._account_forks.get(fork.account)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._account_forks[fork.account]
+        keys = self._flow_forks.get(fork.flow)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._flow_forks[fork.flow]
+
+    def _end_forks(self, keys: Iterable[tuple[object, ...]]) -> None:
+        """End these client transactions as if their transport failed (no more
+        retransmissions; each fork reports 503 unless its delivery already ended)."""
+        now = utcnow()
+        for key in list(keys):
+            transaction = self.table.get(key)
+            if transaction is not None:
+                self._run(transaction, self.table.on_transport_error(transaction, now))
+            else:
+                self._forget_fork(key)
+        self._arm()
+
+    def _supersede(self, account: SipAccount, flow: Flow) -> None:
+        """``account`` registered from ``flow``: its deliveries in progress that have no fork
+        on that flow were sent to contacts it has left (a crashed app back on a new port or
+        connection); they end now as temporary, retried at once by the pipeline."""
+        keys = self._account_forks.get(account.id)
+        if not keys:
+            return
+        by_delivery: dict[Delivery, list[tuple[object, ...]]] = {}
+        for key in keys:
+            fork = self._forks.get(key)
+            if fork is not None:
+                by_delivery.setdefault(fork.delivery, []).append(key)
+        stale: list[tuple[object, ...]] = []
+        for delivery, fork_keys in by_delivery.items():
+            if any(self._forks[k].flow.key == flow.key for k in fork_keys):
+                continue  # this very contact is being tried: its answer decides
+            contacts = ", ".join("{}:{}:{}".format(*self._forks[k].flow.key) for k in fork_keys)
+            why = "Service Unavailable (the app registered again from {}:{}:{})".format(*flow.key)
+            if delivery.superseded(why):
+                self.stats["superseded"] += 1
+                log.info(
+                    "sip: %s registered again from %s %s:%d: attempt to %s cut short, "
+                    "sending again to the new binding",
+                    account.account_id, flow.transport, *flow.remote, contacts,
+                )  # fmt: skip
+            stale.extend(fork_keys)
+        if stale:
+            self._end_forks(stale)
+
+    def _flow_closed(self, flow: Flow) -> None:
+        """A TCP/TLS connection closed: its pending client transactions fail now with a
+        transport error (RFC 3261 §18.4), not at timer F."""
+        keys = self._flow_forks.pop(flow, None)
+        if keys:
+            self.stats["flow_closed_forks"] += len(keys)
+            log.info(
+                "sip: %s connection from %s:%d closed with %d MESSAGE(s) unanswered: failed now",
+                flow.transport, *flow.remote, len(keys),
+            )  # fmt: skip
+            self._end_forks(keys)
 
 
 def _stamp_via(request: Request, flow: Flow) -> None:

@@ -14,6 +14,8 @@ Decisions:
 * On streams a double-CRLF ping is answered with a single CRLF (RFC 5626 §3.5.1). A framed but
   invalid message goes to the handler (it may answer 400); lost framing closes the connection
   after a best-effort 400.
+* A connection that ends (closed by the app, reset, or closed here) is reported to
+  ``on_closed``: the SIP server fails the client transactions on it at once (RFC 3261 §18.4).
 * Memory is bounded: at most ``max_connections`` stream connections, and the parser bounds
   each message.
 * No lock-out by connections (slowloris): a message must arrive whole within
@@ -38,7 +40,7 @@ import socket
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
 
@@ -283,6 +285,7 @@ class StreamFlow(Flow, asyncio.Protocol):
             self._deadline.cancel()
             self._deadline = None
         self._transports.forget(self)
+        self._transports.closed(self)
 
     def pause_writing(self) -> None:
         """The peer is not reading what we send: stop reading its requests (their answers
@@ -378,6 +381,7 @@ class SipTransports:
         self._sweeper: asyncio.Task[None] | None = None
         self.refused = 0  # connections refused at the bound
         self._local_for: dict[str, str] = {}  # peer address -> our address towards it
+        self.on_closed: Callable[[Flow], None] | None = None  # told when a connection ends
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -471,6 +475,12 @@ class SipTransports:
 
     def forget(self, flow: StreamFlow) -> None:
         self._remove(flow)
+
+    def closed(self, flow: StreamFlow) -> None:
+        """A connection ended (either side): what was pending on it fails at once (RFC 3261
+        §18.4: a transport error is reported to the transactions using it)."""
+        if self.on_closed is not None:
+            self.on_closed(flow)
 
     def _remove(self, flow: StreamFlow) -> None:
         if not flow.admitted:
