@@ -39,26 +39,38 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+# Off a terminal a table is as wide as its content (rich would cut it to 80 columns).
+UNBOUNDED_WIDTH = 100_000
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console for tables: on a terminal, its width (long values fold onto more lines);
+    off a terminal (a pipe, a file, ``| grep``), wide enough for every whole value."""
+    probe = Console(stderr=stderr)
+    if probe.is_terminal:
+        return probe
+    return Console(stderr=stderr, width=UNBOUNDED_WIDTH)
+
+
 def table(records: Sequence[Record], columns: Iterable[str], title: str | None = None) -> None:
-    """Print records as a table with the given columns, in order."""
-    console = Console()
+    """Print records as a table with the given columns, in order; values are never cut."""
+    out_console = console()
     cols = list(columns)
     out = Table(title=title, show_lines=False, header_style="bold")
     for col in cols:
-        out.add_column(col)
+        out.add_column(col, overflow="fold")
     for record in records:
         out.add_row(*(Text(_cell(record.get(col))) for col in cols))
-    console.print(out)
+    out_console.print(out)
     if not records:
-        console.print(Text("(none)"))
+        out_console.print(Text("(none)"))
 
 
 def details(record: Record) -> None:
     """Print one record as ``field  value`` lines."""
-    console = Console()
     out = Table(show_header=False, box=None)
-    out.add_column(style="bold")
-    out.add_column()
+    out.add_column(style="bold", no_wrap=True)
+    out.add_column(overflow="fold")
     for key, value in record.items():
         out.add_row(Text(key), Text(_cell(value)))
-    console.print(out)
+    console().print(out)

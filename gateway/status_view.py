@@ -15,13 +15,14 @@ import urllib.request
 from typing import Any
 
 import click
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from gateway.errors import GatewayError
 from gateway.management import read_token
+from gateway.render import console as table_console
 
 RATED = ("smpp_accepted", "smpp_refused", "delivered", "forwarded", "failed", "retries")
 
@@ -166,7 +167,7 @@ def status_cmd(obj: Any, url: str | None, once: bool, interval: float, as_json: 
     if as_json:
         click.echo(json.dumps(get(url), indent=2, sort_keys=True))
         return
-    console = Console()
+    console = table_console()  # off a terminal: whole values, not cut to 80 columns
     first = get(url)
     if once or not console.is_terminal:
         time.sleep(interval)
