@@ -186,9 +186,9 @@ def read_submission(pdu: Pdu, rules: Rules, now: datetime) -> Submission:
             body = data
         else:
             text = decode_text(data, data_coding, default_alphabet=rules.default_alphabet)
-    segments = 1
-    if payload is not None and text is not None:
-        segments = count_parts(text, data_coding, default_alphabet=rules.default_alphabet)
+    segments = 1  # a part of a concatenated message is one segment
+    if concat is None:  # counted from the octets, whether short_message or message_payload
+        segments = count_parts(data, data_coding, default_alphabet=rules.default_alphabet)
     return Submission(
         source=source,
         source_ton=int(pdu.params.get("source_addr_ton", 0)),

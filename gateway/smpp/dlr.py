@@ -11,6 +11,7 @@ failure with a code, network_error_code TLVs (§5.3.2.12, .35, .31). ``err`` is 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from gateway.smpp.codec import Pdu
@@ -34,6 +35,22 @@ def wants_receipt(registered_delivery: int, state: str) -> bool:
     """Whether the originator asked to hear of ``state`` (a final state)."""
     mode = registered_delivery & 0x03
     return mode == 1 or (mode == 2 and state != "delivered")
+
+
+def joined_registered_delivery(values: Iterable[int]) -> int:
+    """The registered_delivery of a message joined from parts that may each ask differently
+    (Kannel: 0x11 on the first part, 0x00 on the others): any part asking for a receipt asks
+    for the message's. Bits 0-1 (SMSC delivery receipt): the strongest request among the parts
+    (1, every final state, over 2, failure only, over 0, none; 3 is refused at submit); bits 2-7
+    (SME acknowledgements, intermediate notification): those of any part. The one rule for
+    the parts joined live, at start after a restart, and when a group expires."""
+    mode = other = 0
+    for value in values:
+        asked = value & 0x03
+        if asked == 1 or (asked == 2 and mode == 0):
+            mode = asked
+        other |= value & 0xFC
+    return other | mode
 
 
 def _npi(ton: int) -> int:

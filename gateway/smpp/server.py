@@ -58,8 +58,10 @@ from gateway.smpp.storeops import (
     AssembleOp,
     CancelOp,
     ExpireGroupOp,
+    PartTag,
     QueryOp,
     group_key,
+    joined_fields,
 )
 from gateway.smpp.text import Reassembler, TextError, decode_text, is_binary
 from gateway.store.schema import fragments
@@ -298,8 +300,9 @@ class SmppServer:
         assert sub.concat is not None
         ref, total, seq = sub.concat
         key = group_key(op.carrier_id, sub)
+        tag = PartTag(op.message_id, sub.registered_delivery, op.now)
         try:
-            whole = self.reassembler.add(key, ref, total, seq, sub.part, op.now)
+            whole = self.reassembler.join(key, ref, total, seq, sub.part, op.now, tag)
         except SmppError as exc:  # e.g. a part claiming another total: stays stored, expires
             log.warning(
                 "part %d of %s not reassembled: %s", op.message_id, key, exc,
@@ -314,14 +317,16 @@ class SmppServer:
             meta["path"] = op.admission.path
         if op.admission is not None and op.admission.upstream:
             meta["upstream"] = op.admission.upstream
+        registered_delivery, accepted_at = joined_fields(whole.tags)
         assemble = AssembleOp(
             key,
             op.carrier_id,
             meta,
-            whole,
+            whole.payload,
             total,
-            sub.registered_delivery,
+            registered_delivery,
             utcnow(),
+            accepted_at,
             on_stored=self._assembled,
         )
         self._admit_whole(assemble, op.carrier_id)
@@ -410,22 +415,26 @@ class SmppServer:
                 continue
             ref = int(row["group_key"].rsplit("|", 2)[1])
             payload = payloads[row["id"]]
+            tag = PartTag(row["id"], row["registered_delivery"], row["accepted_at"])
             try:
-                whole = self.reassembler.add(
-                    row["group_key"], ref, row["total"], row["seq"], payload, row["accepted_at"]
-                )
+                whole = self.reassembler.join(
+                    row["group_key"], ref, row["total"], row["seq"], payload, row["accepted_at"],
+                    tag,
+                )  # fmt: skip
             except SmppError as exc:  # stored by a version that did not check it first
                 log.warning("stored part %d cannot join its group: %s", row["id"], exc)
                 continue
             if whole is not None:
+                registered_delivery, accepted_at = joined_fields(whole.tags)
                 assemble = AssembleOp(
                     row["group_key"],
                     row["carrier_id"],
                     row["meta"],
-                    whole,
+                    whole.payload,
                     row["total"],
-                    row["registered_delivery"],
+                    registered_delivery,
                     utcnow(),
+                    accepted_at,
                     on_stored=self._assembled,
                 )
                 self._admit_whole(assemble, row["carrier_id"])

@@ -5,8 +5,9 @@ message id is never sent before the message is on disk (accepted means durable).
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -19,8 +20,9 @@ from gateway.pipeline_store import pending_from_row, stage_cdr
 from gateway.smpp.accept import Submission
 from gateway.smpp.codec import Pdu, format_time
 from gateway.smpp.constants import Status
+from gateway.smpp.dlr import joined_registered_delivery
 from gateway.smpp.receipt import MESSAGE_STATE, format_message_id, parse_message_id
-from gateway.smpp.text import TextError, decode_text, is_binary
+from gateway.smpp.text import TextError, count_parts, decode_text, is_binary
 from gateway.store.events import stage_event
 from gateway.store.schema import fragments, messages
 from gateway.store.textcrypt import TextUnreadable, open_part, seal_message, seal_part
@@ -66,10 +68,12 @@ def message_row(
     account_id: int | None = None,
     connection_id: int | None = None,
     admission: Admission | None = None,
+    accepted_at: datetime | None = None,
 ) -> dict[str, Any]:
     """The messages row of a whole message (from a Submission, a part's stored meta, or
     the fields of an app's MESSAGE with ``origin="account"``); ``admission`` is what the
-    pipeline decided at submit time (route, lane, parked for an offline app)."""
+    pipeline decided at submit time (route, lane, parked for an offline app);
+    ``accepted_at`` when it differs from ``now`` (joined parts: when the first came)."""
     meta = sub.fields() if isinstance(sub, Submission) else sub
     if admission is not None and admission.rewrite:
         changes = dict(admission.rewrite)
@@ -117,11 +121,34 @@ def message_row(
         "peer_message_id": None,
         "path": path,
         "upstream_id": upstream,
-        "accepted_at": now,
+        "accepted_at": accepted_at or now,
         "next_attempt_at": None if final else next_attempt_at,
         "validity_until": validity,
         "final_at": now if final else None,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class PartTag:
+    """What one stored part brings to its message: the id the carrier got for it, the
+    registered_delivery it asked and when it was accepted (the reassembler keeps it)."""
+
+    id: int
+    registered_delivery: int
+    accepted_at: datetime
+
+
+def joined_fields(tags: Sequence[PartTag]) -> tuple[int, datetime]:
+    """The registered_delivery and acceptance time of a message joined from ``tags`` (its
+    parts; live, at start after a restart and on expiry alike): any part asking for a receipt
+    asks for the message's, and the message was accepted when its first part was, so its
+    CDR, period and tariff are those of the moment the carrier handed it over."""
+    if not tags:
+        raise ValueError("a joined message has at least one part")
+    return (
+        joined_registered_delivery(t.registered_delivery for t in tags),
+        min(t.accepted_at for t in tags),
+    )
 
 
 def group_key(carrier_id: int, sub: Submission) -> str:
@@ -218,6 +245,7 @@ class AssembleOp:
     total: int
     registered_delivery: int
     now: datetime
+    accepted_at: datetime | None = None  # when its first part was accepted (None: ``now``)
     missing: list[int] = field(default_factory=list)  # part numbers that never came
     unreadable: list[int] = field(default_factory=list)  # stored parts that cannot be decrypted
     message_id: int = 0
@@ -233,13 +261,12 @@ class AssembleOp:
         text: str | None = None
         body: bytes | None = None
         state, reason = "accepted", None
+        alphabet = self.meta.get("alphabet", "gsm")
         if is_binary(data_coding):
             body = self.payload
         else:
             try:
-                text = decode_text(
-                    self.payload, data_coding, default_alphabet=self.meta.get("alphabet", "gsm")
-                )
+                text = decode_text(self.payload, data_coding, default_alphabet=alphabet)
             except TextError as exc:
                 state, reason = "failed", f"concatenated text cannot be decoded: {exc}"
                 body = self.payload
@@ -254,18 +281,24 @@ class AssembleOp:
             reason = f"parts {', '.join(map(str, self.missing))} of {self.total} never arrived"
         elif self.rejected is not None and state == "accepted":
             state, reason = "rejected", self.rejected
+        parts = self.total  # the parts the carrier sent, or the segments its text needs
+        if state != "failed":
+            with contextlib.suppress(TextError):  # over 255 segments: the parts sent count
+                counted = count_parts(self.payload, data_coding, default_alphabet=alphabet)
+                parts = max(parts, counted)
         self.row = message_row(
             self.message_id,
             self.carrier_id,
             self.meta,
             text=text,
             body=body,
-            parts=self.total,
+            parts=parts,
             registered_delivery=self.registered_delivery,
             now=self.now,
             state=state,
             reason=reason,
             admission=self.admission,
+            accepted_at=self.accepted_at,
         )
         batch.add(messages, seal_message(self.row))
         key, message_id = self.key, self.message_id
@@ -439,6 +472,9 @@ class ExpireGroupOp:
             n for n in range(1, first["total"] + 1) if n not in by_seq and n not in unreadable
         ]
         payload = b"".join(by_seq.values())
+        registered_delivery, accepted_at = joined_fields(
+            [PartTag(r["id"], r["registered_delivery"], r["accepted_at"]) for r in self.rows]
+        )
         self.writer.submit(
             AssembleOp(
                 self.key,
@@ -446,8 +482,9 @@ class ExpireGroupOp:
                 first["meta"],
                 payload,
                 first["total"],
-                first["registered_delivery"],
+                registered_delivery,
                 datetime.now(UTC),
+                accepted_at,
                 missing=missing,
                 unreadable=sorted(set(unreadable)),
                 on_stored=self.on_stored,

@@ -26,7 +26,7 @@ import re
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from gateway.smpp.codec import SmppError
 from gateway.smpp.constants import Status
@@ -345,6 +345,15 @@ class _Group:
     total: int
     deadline: datetime
     parts: dict[int, bytes]
+    tags: dict[int, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """A whole concatenated message: its payload and each part's tag, both in seq order."""
+
+    payload: bytes
+    tags: tuple[Any, ...]
 
 
 class Reassembler:
@@ -396,18 +405,36 @@ class Reassembler:
         self, key: Hashable, ref: int, total: int, seq: int, payload: bytes, now: datetime
     ) -> bytes | None:
         """The whole payload, in seq order, once the last part is in; else None."""
+        joined = self.join(key, ref, total, seq, payload, now)
+        return None if joined is None else joined.payload
+
+    def join(
+        self,
+        key: Hashable,
+        ref: int,
+        total: int,
+        seq: int,
+        payload: bytes,
+        now: datetime,
+        tag: Any = None,
+    ) -> Joined | None:
+        """As :meth:`add`, keeping ``tag`` (what the caller knows of the part: its id, its
+        registered_delivery, when it was accepted) to hand back with the whole payload."""
         self.check(key, ref, total, seq, payload)
         if total == 1:
-            return payload
+            return Joined(payload, (tag,))
         gid = (key, ref)
         group = self._groups.get(gid)
         if group is None:
             group = self._groups[gid] = _Group(total, now + self.timeout, {})
-        group.parts.setdefault(seq, payload)  # a repeated part keeps its first copy
+        if seq not in group.parts:  # a repeated part keeps its first copy
+            group.parts[seq] = payload
+            group.tags[seq] = tag
         if len(group.parts) < total:
             return None
         del self._groups[gid]
-        return b"".join(group.parts[n] for n in range(1, total + 1))
+        order = range(1, total + 1)
+        return Joined(b"".join(group.parts[n] for n in order), tuple(group.tags[n] for n in order))
 
     def expire(self, now: datetime) -> list[tuple[Hashable, int]]:
         """Drop the groups whose deadline has come; return their (key, ref)."""
