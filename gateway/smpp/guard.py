@@ -48,6 +48,29 @@ class Verdict:
 _ALLOW = Verdict(allowed=True, delay=0.0)
 
 
+def _check_limits(
+    free_failures: int,
+    max_failures: int,
+    window: float,
+    block: float,
+    max_delay: float,
+    max_sources: int,
+) -> None:
+    """The bounds both guards need of their settings; ValueError naming the first wrong one."""
+    if free_failures < 0:
+        raise ValueError(f"free_failures must be >= 0, got {free_failures}")
+    if max_failures < 1:
+        raise ValueError(f"max_failures must be >= 1, got {max_failures}")
+    if not (math.isfinite(window) and window > 0):
+        raise ValueError(f"window must be a positive number of seconds, got {window}")
+    if not (math.isfinite(block) and block >= 0):
+        raise ValueError(f"block must be a non-negative number of seconds, got {block}")
+    if not (math.isfinite(max_delay) and max_delay >= 0):
+        raise ValueError(f"max_delay must be a non-negative number of seconds, got {max_delay}")
+    if max_sources < 1:
+        raise ValueError(f"max_sources must be >= 1, got {max_sources}")
+
+
 @dataclass(slots=True)
 class _Source:
     """Failure state of one source."""
@@ -93,18 +116,7 @@ class AuthGuard:
         max_delay: float = 5.0,
         max_sources: int = 100_000,
     ) -> None:
-        if free_failures < 0:
-            raise ValueError(f"free_failures must be >= 0, got {free_failures}")
-        if max_failures < 1:
-            raise ValueError(f"max_failures must be >= 1, got {max_failures}")
-        if not (math.isfinite(window) and window > 0):
-            raise ValueError(f"window must be a positive number of seconds, got {window}")
-        if not (math.isfinite(block) and block >= 0):
-            raise ValueError(f"block must be a non-negative number of seconds, got {block}")
-        if not (math.isfinite(max_delay) and max_delay >= 0):
-            raise ValueError(f"max_delay must be a non-negative number of seconds, got {max_delay}")
-        if max_sources < 1:
-            raise ValueError(f"max_sources must be >= 1, got {max_sources}")
+        _check_limits(free_failures, max_failures, window, block, max_delay, max_sources)
         self.free_failures = free_failures
         self.max_failures = max_failures
         self.window = window
@@ -297,15 +309,7 @@ class BindGuard:
     ) -> None:
         if spread < 1:
             raise ValueError(f"spread must be >= 1, got {spread}")
-        # the same checks as AuthGuard's
-        AuthGuard(
-            free_failures=free_failures,
-            max_failures=max_failures,
-            window=window,
-            block=block,
-            max_delay=max_delay,
-            max_sources=max_sources,
-        )
+        _check_limits(free_failures, max_failures, window, block, max_delay, max_sources)
         self.free_failures = free_failures
         self.max_failures = max_failures
         self.spread = spread
