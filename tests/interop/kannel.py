@@ -26,6 +26,7 @@ from pathlib import Path
 BEARERBOX = shutil.which("bearerbox") or "/usr/sbin/bearerbox"
 SMSBOX = shutil.which("smsbox") or "/usr/sbin/smsbox"
 READY_TIMEOUT = 30.0
+PORT_ATTEMPTS = 3
 ADMIN_PASSWORD = "kannel-admin"
 SENDSMS_USER = ("tester", "tester-Secret-1")
 SMSC_ID = "gateway"  # the smsc-id of the example's smsc group
@@ -36,6 +37,10 @@ DLR_SMSC_ACK = 8
 BOUND = r"type_name: bind_transceiver_resp\n[^\n]*command_id[^\n]*\n[^\n]*command_status: 0 "
 PDU_FIELD = re.compile(r"DEBUG:   (\w+): (.*)$")
 ONLINE = re.compile(r"SMPP:[^\n]*\(online ")
+
+
+class PortTaken(AssertionError):
+    """A port chosen free was taken before Kannel bound it."""
 
 
 def read_groups(path: Path) -> list[tuple[str, dict[str, str]]]:
@@ -249,17 +254,37 @@ class Kannel:
 
     def start(self, timeout: float = READY_TIMEOUT) -> Kannel:
         self.sink = Sink()
-        self.write_config()
+        for attempt in range(PORT_ATTEMPTS):
+            self.write_config()
+            try:
+                self._start_boxes(timeout)
+                return self
+            except PortTaken:  # a free port was taken meanwhile by someone else: new ports
+                self._stop_boxes()
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_boxes(self, timeout: float) -> None:
         self.bearerbox = self._spawn("bearerbox", BEARERBOX)
-        self.bearerbox.wait_for(r"Start-up done, entering mainloop", timeout)  # smsbox port open
+        self._ready(self.bearerbox, r"Start-up done, entering mainloop", timeout)
         self.smsbox = self._spawn("smsbox", SMSBOX)
         # the bind is up: the gateway answered bind_transceiver with ESME_ROK
         self.bearerbox.wait_for(BOUND, timeout)
-        self.smsbox.wait_for(r"Connected to bearerbox", timeout)
+        self._ready(self.smsbox, r"Connected to bearerbox", timeout)
         # the status page is the word of record; bearerbox marks the smsc online right after
         # it logs the resp, so a line or two later at most
         self.bearerbox.wait_until(lambda: ONLINE.search(self.status()) is not None, timeout)
-        return self
+
+    @staticmethod
+    def _ready(box: _Box, pattern: str, timeout: float) -> None:
+        """Wait for ``pattern``; PortTaken if one of the box's ports was in use (bearerbox
+        goes on without its admin port, smsbox exits)."""
+        try:
+            box.wait_for(pattern, timeout)
+        finally:
+            if "Address already in use" in box.log():
+                raise PortTaken(box.log())
 
     def _spawn(self, name: str, binary: str) -> _Box:
         process = subprocess.Popen(
@@ -386,10 +411,13 @@ class Kannel:
             out += [f"{r.kind}: {r.params}" for r in self.sink.requests]
         return "\n".join(out)
 
-    def stop(self) -> None:
+    def _stop_boxes(self) -> None:
         for box in (self.smsbox, self.bearerbox):
             if box is not None:
                 box.stop()
+
+    def stop(self) -> None:
+        self._stop_boxes()
         if self.sink is not None:
             self.sink.close()
 
