@@ -203,6 +203,7 @@ class SipServer:
             task.cancel()
         if self._timer is not None:
             self._timer.cancel()
+        self.transports.on_closed = None  # what is pending ends below, as a shutdown
         await self.transports.close()
         for fork in self._forks.values():
             fork.delivery.ended(503, "Service Unavailable (gateway shutting down)")
@@ -561,7 +562,7 @@ class SipServer:
                 )
                 return
             self.respond(transaction, 200, result.reason, result.headers)
-            if result.current:
+            if any(_from_flow(b, flow) for b in result.current):  # bound (again) from here
                 self._supersede(account, flow)
             if result.current and self.on_registered is not None:
                 self.on_registered(account)
@@ -833,6 +834,11 @@ def _stamp_via(request: Request, flow: Flow) -> None:
         items[i] = (name, ", ".join(p.strip() for p in parts))
         request.headers = Headers(items)
         return
+
+
+def _from_flow(binding: Binding, flow: Flow) -> bool:
+    """Whether ``binding`` was registered over ``flow`` (its transport, address and port)."""
+    return binding.transport == flow.transport and tuple(binding.source) == tuple(flow.remote)
 
 
 def _to_tag(transaction: ServerTransaction) -> str:

@@ -89,3 +89,27 @@ def test_a_closed_tcp_connection_fails_its_pending_message_at_once(ctl):
         assert server.live_contacts(account.id, utcnow()) == 0  # offline: the pipeline parks
 
     run_sip(ctl, scenario)
+
+
+def test_a_register_that_only_removes_a_contact_leaves_the_pending_attempt_alone(ctl):
+    """A device signing out from a new connection (its binding removed, none added) is no
+    sign that the device being tried is gone: its attempt runs on."""
+
+    async def scenario(server: SipServer, ports):
+        phone = await RawUA("udp", ("127.0.0.1", ports["udp"])).open()
+        assert (await phone.register()).status == 200
+        tablet = await RawUA("tcp", ("127.0.0.1", ports["tcp"])).open()
+        contact = f"<sip:1111@127.0.0.1:{tablet.local[1]};transport=tcp>"
+        assert (await tablet.register(contact=contact)).status == 200
+        tablet.close()  # its binding stays, unreachable: the delivery forks to the phone only
+        pending = send(server)
+        request = await phone.incoming()
+        again = await RawUA("tcp", ("127.0.0.1", ports["tcp"])).open()
+        assert (await again.register(expires=0, contact=contact)).status == 200
+        assert not pending.done() and server.stats["superseded"] == 0
+        phone.answer(request, 200)
+        assert (await asyncio.wait_for(pending, WAIT)).kind == "delivered"
+        phone.close()
+        again.close()
+
+    run_sip(ctl, scenario)
