@@ -5,7 +5,10 @@
 
 Legs: ``in`` is the message as its originator handed it to us (a carrier, an app account, a
 peer environment's connection); the ``route`` names where it went (``sip``, or the outbound
-connection's name). Settlement bills carriers on their ``in`` legs.
+connection's name). Settlement bills carriers on their ``in`` legs. ``out`` is the message as a
+carrier bound to us took it (a policy ``--carrier``: MO deliver_sm, every part answered
+ESME_ROK): ``carrier_id`` is that carrier, ``parts`` the deliver_sm it took, ``route``
+``carrier:NAME``; rated by the carrier's ``out`` tariffs (our cost) and shown apart.
 
 :func:`fingerprint_terms` are SQL aggregates that, summed over a set of CDRs, identify it:
 the count, the sum of ids and the sum of a 32-bit multiplicative hash of (id, parts, state).
@@ -25,6 +28,7 @@ from sqlalchemy import ColumnElement, case, func
 from gateway.store.schema import cdrs
 
 LEG_IN = "in"
+LEG_OUT = "out"
 STATE_CODES = {"delivered": 1, "failed": 2, "expired": 3, "rejected": 4, "deleted": 5}
 _HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative constant; (2**31 - 1) * it < 2**63
 _MAX_REASON = 255
@@ -46,12 +50,15 @@ def row(
     reason: str | None,
     accepted_at: datetime,
     final_at: datetime,
+    part_ids: str | None = None,
+    leg: str = LEG_IN,
 ) -> dict[str, Any]:
-    """The ``in`` CDR of a message that reached ``state``."""
+    """The ``in`` CDR of a message that reached ``state`` (``part_ids``: the ids a carrier
+    got for the parts of a concatenated message, space-separated in part order)."""
     return {
         "id": cdr_id,
         "message_id": message_id,
-        "leg": LEG_IN,
+        "leg": leg,
         "carrier_id": carrier_id,
         "account_id": account_id,
         "connection_id": connection_id,
@@ -64,6 +71,7 @@ def row(
         "reason": None if reason is None else reason[:_MAX_REASON],
         "accepted_at": accepted_at,
         "final_at": final_at,
+        "part_ids": part_ids,
     }
 
 

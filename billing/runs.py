@@ -96,9 +96,12 @@ def billing_of(conn: Connection, name: str | None = None) -> list[CarrierBilling
     return [CarrierBilling(r.id, r.name, r.billing_timezone, r.billable) for r in rows]
 
 
-def rate_table(conn: Connection, carrier: CarrierBilling) -> RateTable:
+def rate_table(conn: Connection, carrier: CarrierBilling, direction: str = "in") -> RateTable:
+    """The carrier's tariffs of one direction: ``in`` (it pays us) or ``out`` (our cost)."""
     tz = carrier.tz
-    rows = conn.execute(select(tariffs).where(tariffs.c.carrier_id == carrier.id)).mappings()
+    rows = conn.execute(
+        select(tariffs).where(tariffs.c.carrier_id == carrier.id, tariffs.c.direction == direction)
+    ).mappings()
     return RateTable(
         rate_of(
             r["id"], r["prefix"], r["price"], r["currency"], r["unit"],

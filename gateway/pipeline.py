@@ -1,5 +1,5 @@
 # The delivery pipeline: accept -> route -> deliver (SIP or SMPP) -> outcome, receipt, CDR.
-"""Store-and-forward between the SMPP and SIP sides (issue 5; SCENARIOS 1-3).
+"""Store-and-forward between the SMPP and SIP sides (issue 5).
 
 **Admission** (:meth:`Pipeline.admit`), before a message is stored: the env path is checked
 (loop protection), plugins may refuse or rewrite it, the router resolves the destination (no
@@ -20,7 +20,14 @@ destination, priority lane first, up to ``delivery.max_in_flight`` at once:
   go out in order) or until the validity runs out (expired);
 - over an outbound SMPP connection: the first route of the decision whose connection is bound;
   a refusal fails over to the next; accepted by the peer: ``forwarded`` until the peer's
-  receipt settles it.
+  receipt settles it;
+- to a carrier bound to us (a policy ``--carrier``): as MO deliver_sm on one of its receiver
+  or transceiver binds, through the outbox (:mod:`gateway.smpp.mo`); every part answered
+  ESME_ROK: ``delivered`` (and a CDR leg ``out`` for that carrier). A permanent refusal fails
+  over to the next route; a temporary one (or no answer) retries by ``delivery.retry``. A
+  carrier with no receiver bound is waited for (the message parked, released when it binds)
+  for ``delivery.carrier_hold``; after that the next route is tried, and when none is left
+  the message waits for any of them to bind, until its validity runs out (expired).
 
 Every step is written through the batch writer in grouped commits (:mod:`pipeline_store`);
 the outcome's CDR and the receipt for the originating carrier are in the same transaction
@@ -40,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -79,12 +87,14 @@ from gateway.smpp.codec import SmppError
 from gateway.smpp.constants import Status
 from gateway.smpp.esme import Outgoing
 from gateway.smpp.hops import PATH_TAG, UPSTREAM_TAG, check_path, extend, parse_path
-from gateway.smpp.outbox import Item
+from gateway.smpp.mo import TEMPORARY, mo_pdus
+from gateway.smpp.outbox import Item, Report, stage_pdu
 from gateway.smpp.receipt import Receipt
+from gateway.smpp.text import TextError
 from gateway.store.writer import Batch, BatchWriter, Op
 from gateway.tasks import forever, guarded, report
 from plugins import MessageView, OutcomeEvent, PluginFailure, PluginHost
-from routing.router import Decision
+from routing.router import Decision, Route
 
 if TYPE_CHECKING:
     from gateway.sip.delivery import Outcome
@@ -124,6 +134,17 @@ class Connections(Protocol):
 
 class Outboxes(Protocol):
     def queued(self, item: Item) -> None: ...
+
+    def receiving(self, carrier_id: int) -> bool: ...
+
+    def unbound_since(self, carrier_id: int) -> datetime: ...
+
+    def track(self, items: list[Item], report: Report) -> None: ...
+
+    def withdraw(self, items: list[Item]) -> None: ...
+
+
+CARRIER_ATTEMPT_SECONDS = 120.0  # an attempt to a bound carrier ends if not all parts answered
 
 
 def sip_user(number: str, ton: int) -> str:
@@ -186,6 +207,9 @@ class Pipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: list[asyncio.Future[None]] = []
         self.attempts_settled = 0  # attempts that ended (delivered, failed, retry, forwarded)
+        self.carrier_hold = delivery.carrier_hold
+        self._for_carrier: dict[int, set[str]] = {}  # destinations waiting for a carrier's bind
+        self._taken: dict[int, tuple[int, int]] = {}  # message -> (carrier, parts) it took
 
     # -- life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -300,15 +324,15 @@ class Pipeline:
         route_path = ",".join(path) if path else None
         rewrite = rewrite or None
         if decision.kind == "forward":
-            keys = [f"smpp:{r.name}" for r in decision.routes]
-            if self.waiting.full(keys):
+            keys = [r.key for r in decision.routes if not r.carrier]
+            if keys and self.waiting.full(keys):
                 raise Refused(
                     f"{self.waiting.limit} messages are already waiting for the peer of"
                     f" {keys[0][5:]!r}",
                     status=Status.ESME_RMSGQFUL,
                     sip=503,
                 )
-            route = keys[0]
+            route = decision.routes[0].key
             offline = None
         else:
             assert decision.local is not None
@@ -351,7 +375,7 @@ class Pipeline:
 
     def _admitted(self, decision: Decision, route: str) -> None:
         """A message for a peer is admitted: it waits for the route until taken or ended."""
-        if decision.kind == "forward":
+        if decision.kind == "forward" and route.startswith("smpp:"):
             self.waiting.added(route)
 
     async def _count_waiting(self) -> None:
@@ -613,7 +637,17 @@ class Pipeline:
         )
         refusals: list[tuple[str, SubmitResult]] = []
         down: list[str] = []
+        wait: list[Route] = []  # carriers not bound, waited for
+        refused: list[tuple[str, int]] = []  # carriers' permanent refusals (reason, status)
         for route in decision.routes:
+            if route.carrier:
+                verdict = await self._to_carrier(p, route, wait, refused)
+                if verdict == "done":
+                    return
+                if verdict == "stop":
+                    break
+                down.append(f"carrier {route.name}")
+                continue
             client = None if self.connections is None else self.connections.client(route.connection)
             if client is None or not client.bound:
                 down.append(route.name)
@@ -629,6 +663,14 @@ class Pipeline:
             if result.status == Status.ESME_RTHROTTLED:
                 SMPP_THROTTLED.labels("out", route.name).inc()
             refusals.append((route.name, result))
+        if p.id not in self.in_flight:
+            return  # settled by a carrier's answer
+        if wait:
+            self._wait_for_carriers(p, wait, refused)
+            return
+        if refused and not refusals:
+            self._settled(p, "failed", refused[0][0], refused[0][1])
+            return
         if not refusals:
             names = ", ".join(repr(n) for n in down)
             self._attempt_failed(p, True, f"no connection is up ({names})", None)
@@ -637,6 +679,115 @@ class Pipeline:
         name, result = (temporary or refusals)[0]
         reason = f"connection {name!r}: {result.reason}"
         self._attempt_failed(p, bool(temporary), reason, int(result.status))
+
+    # -- carriers bound to us (policy --carrier) ---------------------------------------------
+    async def _to_carrier(
+        self, p: Pending, route: Route, wait: list[Route], refused: list[tuple[str, int]]
+    ) -> str:
+        """One carrier route of an attempt: "done" (settled or retried), "stop" (wait for
+        this carrier: within its hold), "next" (not bound past its hold, or a permanent
+        refusal already noted: try the next route)."""
+        assert self.outbox is not None
+        carrier = self.carriers.by_id(route.connection)
+        if carrier is None:
+            return "next"
+        now = utcnow()
+        if not self.outbox.receiving(carrier.id):
+            wait.append(route)
+            since = self.outbox.unbound_since(carrier.id)
+            return "stop" if now - since < self.carrier_hold else "next"
+        p.route = route.key
+        try:
+            pdus = mo_pdus(
+                message_id=p.id, source=p.source, destination=p.destination, text=p.text,
+                body=p.body, data_coding=p.data_coding, alphabet=carrier.alphabet,
+                concat=carrier.concat,
+            )  # fmt: skip
+        except TextError as exc:
+            self._settled(p, "failed", f"carrier {route.name!r}: {exc.reason}", int(exc.status))
+            return "done"
+        status, why = await self._deliver_parts(p, carrier.id, pdus)
+        if status == Status.ESME_ROK:
+            self._taken[p.id] = (carrier.id, len(pdus))
+            detail = f"carrier {route.name!r} answered ESME_ROK to {len(pdus)} deliver_sm"
+            self._settled(p, "delivered", None, None, detail=detail)
+            return "done"
+        reason = f"carrier {route.name!r}: {why}"
+        log.info("message %d: %s", p.id, reason, extra=about(p.id))
+        if status is None or status in TEMPORARY:
+            if status == Status.ESME_RTHROTTLED:
+                SMPP_THROTTLED.labels("out", route.name).inc()
+            self._attempt_failed(p, True, reason, status)
+            return "done"
+        refused.append((reason, status))  # a permanent refusal: the next route is tried
+        return "next"
+
+    async def _deliver_parts(
+        self, p: Pending, carrier_id: int, pdus: list[Any]
+    ) -> tuple[int | None, str]:
+        """Store the parts in the outbox (with the attempt), send them, wait for every answer:
+        (ESME_ROK, "") or the first other answer (None: unanswered, unsent)."""
+        assert self._loop is not None and self.outbox is not None
+        outbox = self.outbox
+        result: asyncio.Future[tuple[int | None, str]] = self._loop.create_future()
+        items: list[Item] = []
+        left = [len(pdus)]
+
+        def report(item: Item, status: int | None, why: str) -> None:
+            if result.done():
+                return
+            if status == Status.ESME_ROK:
+                left[0] -= 1
+                if left[0] == 0:
+                    result.set_result((status, ""))
+            else:
+                result.set_result((status, why))
+
+        def stage(batch: Batch) -> None:
+            items.clear()  # staged again when a batch is retried op by op
+            for part, pdu in enumerate(pdus, start=1):
+                items.append(stage_pdu(batch, carrier_id, pdu, p.id, part=part))
+
+        def done(error: BaseException | None) -> None:
+            if error is not None:
+                if not result.done():
+                    result.set_result((None, f"parts not stored: {error}"))
+                return
+            outbox.track(list(items), report)
+
+        self.stage(stage, done)
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(result), CARRIER_ATTEMPT_SECONDS)
+        except TimeoutError:
+            answer = (None, f"not every part answered within {CARRIER_ATTEMPT_SECONDS:.0f}s")
+        if answer[0] != Status.ESME_ROK:
+            outbox.withdraw(items)
+        return answer
+
+    def _wait_for_carriers(
+        self, p: Pending, wait: list[Route], refused: list[tuple[str, int]]
+    ) -> None:
+        """No target took the message and carriers are not bound: it waits for a bind (each
+        such carrier's bind releases it), retried by ``delivery.retry`` meanwhile, sooner
+        when a carrier's hold ends (the next route is tried then)."""
+        assert self.outbox is not None
+        now = utcnow()
+        names = ", ".join(repr(r.name) for r in wait)
+        retry_at = None
+        for route in wait:
+            self._for_carrier.setdefault(route.connection, set()).add(p.destination)
+            ends = self.outbox.unbound_since(route.connection) + self.carrier_hold
+            if ends > now:  # then the next route may be tried
+                retry_at = ends if retry_at is None else min(retry_at, ends)
+        reason = f"waiting for carrier {names} to bind"
+        if refused:
+            reason = f"{reason}; {refused[0][0]}"
+        self._attempt_failed(p, True, reason, None, retry_at=retry_at)
+
+    def carrier_bound(self, carrier_id: int) -> None:
+        """A carrier's receiver bound: the destinations waiting for it go out now."""
+        for destination in self._for_carrier.pop(carrier_id, ()):
+            self._release(destination)
 
     def _forwarded(self, p: Pending, connection: int, peer_ids: tuple[str, ...]) -> None:
         self.in_flight.pop(p.id, None)
@@ -674,7 +825,14 @@ class Pipeline:
         )
         self._notify_changed()
 
-    def _attempt_failed(self, p: Pending, temporary: bool, reason: str, error: int | None) -> None:
+    def _attempt_failed(
+        self,
+        p: Pending,
+        temporary: bool,
+        reason: str,
+        error: int | None,
+        retry_at: datetime | None = None,
+    ) -> None:
         self.in_flight.pop(p.id, None)
         now = utcnow()
         if not temporary:
@@ -692,6 +850,8 @@ class Pipeline:
             self._settled(p, "expired", f"the validity ran out; last attempt: {reason}", error)
             return
         assert step.next_attempt_at is not None
+        if retry_at is not None and retry_at < step.next_attempt_at:
+            step = dataclasses.replace(step, next_attempt_at=retry_at)
         self.stats["retries"] += 1
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -941,11 +1101,13 @@ class Pipeline:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("message %d: %s (%s)", p.id, state, reason or "-", extra=about(p.id))
 
+        taken = self._taken.pop(p.id, None)  # a carrier took it: a CDR leg out for it
+
         def stage(batch: Batch) -> None:
             items.clear()  # staged again when a batch is retried op by op
             stage_final(
                 batch, p, state, reason=reason, error_code=error, now=now,
-                id_style=self._id_style, items=items, detail=detail,
+                id_style=self._id_style, items=items, detail=detail, taken=taken,
             )  # fmt: skip
 
         def done(error_: BaseException | None) -> None:

@@ -1,5 +1,5 @@
 # The pipeline's store side: life-cycle steps, CDRs and receipts in grouped commits; its reads.
-"""What the pipeline writes and reads, as batch-writer operations (ARCHITECTURE.md rule 7).
+"""What the pipeline writes and reads, as batch-writer operations (docs/architecture.md rule 7).
 
 Every step of a message is one grouped UPDATE by id (``STEP``), guarded so that nothing ever
 leaves a final state (a cancel_sm that won a race stays won). A final step writes, in the same
@@ -133,28 +133,67 @@ def stage_step(
 
 
 def stage_cdr(batch: Batch, p: Pending, state: str, reason: str | None, now: datetime) -> None:
-    """The CDR of ``p``, ended in ``state`` at ``now`` (written once: a repeat is ignored)."""
+    """The CDR of ``p``, ended in ``state`` at ``now`` (written once: a repeat is ignored).
+    A concatenated message from a carrier lists the ids its parts were acknowledged with
+    (read in the same transaction): the ids the carrier knows it by."""
     [cdr_id] = batch.new_ids(1)
-    batch.add(
-        cdrs,
-        cdr.row(
-            cdr_id=cdr_id,
-            message_id=p.id,
-            carrier_id=p.carrier_id,
-            account_id=p.account_id,
-            connection_id=p.connection_id,
-            source=p.source,
-            destination=p.destination,
-            parts=p.parts,
-            data_coding=p.data_coding,
-            route=p.route,
-            state=state,
-            reason=_reason(reason),
-            accepted_at=p.accepted_at,
-            final_at=now,
-        ),
-        ignore=True,
+    row = cdr.row(
+        cdr_id=cdr_id,
+        message_id=p.id,
+        carrier_id=p.carrier_id,
+        account_id=p.account_id,
+        connection_id=p.connection_id,
+        source=p.source,
+        destination=p.destination,
+        parts=p.parts,
+        data_coding=p.data_coding,
+        route=p.route,
+        state=state,
+        reason=_reason(reason),
+        accepted_at=p.accepted_at,
+        final_at=now,
     )
+    if not p.concatenated or p.origin != "carrier":
+        batch.add(cdrs, row, ignore=True)
+        return
+
+    def with_part_ids(conn: Connection) -> None:
+        ids = conn.execute(
+            select(fragments.c.id)
+            .where(fragments.c.message_id == p.id)
+            .order_by(fragments.c.seq, fragments.c.id)
+        ).scalars()
+        row["part_ids"] = " ".join(map(str, ids)) or None  # none: a long text sent whole
+        batch.add(cdrs, row, ignore=True)
+
+    batch.then(with_part_ids)
+
+
+def stage_out_cdr(
+    batch: Batch, p: Pending, state: str, now: datetime, taken: tuple[int, int]
+) -> None:
+    """The CDR of leg ``out``: the carrier (bound to us) that took ``p`` as MO deliver_sm and
+    the parts it took; rated by that carrier's ``out`` tariffs (written once)."""
+    [cdr_id] = batch.new_ids(1)
+    carrier_id, parts = taken
+    row = cdr.row(
+        cdr_id=cdr_id,
+        message_id=p.id,
+        carrier_id=carrier_id,
+        account_id=p.account_id,
+        connection_id=None,
+        source=p.source,
+        destination=p.destination,
+        parts=parts,
+        data_coding=p.data_coding,
+        route=p.route,
+        state=state,
+        reason=None,
+        accepted_at=p.accepted_at,
+        final_at=now,
+        leg=cdr.LEG_OUT,
+    )
+    batch.add(cdrs, row, ignore=True)
 
 
 def stage_final(
@@ -168,11 +207,15 @@ def stage_final(
     id_style: IdStyle,
     items: list[Item],
     detail: str | None = None,
+    taken: tuple[int, int] | None = None,
 ) -> None:
-    """The final step, the CDR and the originator's receipts (``items`` gets the outbox
-    entries to hand to the outbox once committed)."""
+    """The final step, the CDR(s) and the originator's receipts (``items`` gets the outbox
+    entries to hand to the outbox once committed). ``taken``: (carrier, parts) when a
+    carrier bound to us took the message: a second CDR, leg ``out``."""
     stage_step(batch, p, state, reason=reason, error_code=error_code, final_at=now, detail=detail)
     stage_cdr(batch, p, state, reason, now)
+    if taken is not None:
+        stage_out_cdr(batch, p, state, now, taken)
     carrier = p.carrier_id
     if p.origin != "carrier" or carrier is None or not wants_receipt(p.registered_delivery, state):
         return

@@ -3,11 +3,12 @@
 message.
 
 :func:`load_routing_table` reads them with two queries (DIDs joined to their accounts and
-products; policies joined to their connections).  :class:`RoutingCache` holds the current
-table; the node calls :meth:`RoutingCache.load` (blocking: in a thread) at start and every
-couple of seconds, so a DID, account, connection or policy changed with gatewayctl is routed
-by without a restart.  A reload that finds the same rows keeps the table and its version; one
-that fails (store unreachable, a bad row) raises and leaves the previous table in service.
+products; policies joined to their connections or carriers).
+:class:`RoutingCache` holds the current table; the node calls :meth:`RoutingCache.load`
+(blocking: in a thread) at start and every couple of seconds, so a DID, account, connection,
+carrier or policy changed with gatewayctl is routed by without a restart.  A reload that finds
+the same rows keeps the table and its version; one that fails (store unreachable, a bad row)
+raises and leaves the previous table in service.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, select
 
-from gateway.store.schema import accounts, connections, dids, policies, products
+from gateway.store.schema import accounts, carriers, connections, dids, policies, products
 from routing.router import RoutingTable
 
 DidRow = tuple[str, int | None, str | None, bool | None, bool | None]
 """(e164, accounts.id, account_id, account enabled, product messaging); None: in the pool."""
 
-PolicyRow = tuple[str, int, str, int, bool]
-"""(pattern, connections.id, connection name, priority, connection enabled)."""
+PolicyRow = tuple[str, int, str, int, bool, bool]
+"""(pattern, target id, target name, priority, target enabled, the target is a carrier)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +65,15 @@ def read_routing_rows(conn: Connection) -> RoutingRows:
             policies.c.pattern,
             connections.c.id,
             connections.c.name,
-            policies.c.priority,
             connections.c.enabled,
+            carriers.c.id,
+            carriers.c.name,
+            carriers.c.enabled,
+            policies.c.priority,
         )
-        .join(connections, connections.c.id == policies.c.connection_id)
+        .select_from(policies)
+        .outerjoin(connections, connections.c.id == policies.c.connection_id)
+        .outerjoin(carriers, carriers.c.id == policies.c.carrier_id)
         .order_by(policies.c.id)
     )
     found_dids = tuple(
@@ -75,8 +81,12 @@ def read_routing_rows(conn: Connection) -> RoutingRows:
         for e164, account, account_id, enabled, messaging in conn.execute(did_query)
     )
     found_policies = tuple(
-        (pattern, connection, name, priority, bool(enabled))
-        for pattern, connection, name, priority, enabled in conn.execute(policy_query)
+        (pattern, connection, name, priority, bool(enabled), False)
+        if connection is not None
+        else (pattern, carrier, carrier_name, priority, bool(carrier_enabled), True)
+        for pattern, connection, name, enabled, carrier, carrier_name, carrier_enabled, priority in conn.execute(
+            policy_query
+        )
     )
     return RoutingRows(found_dids, found_policies)
 

@@ -1,18 +1,20 @@
 # Destination resolution: local DID, else service policies in failover order, else reject.
 """Where a message to an E.164 destination goes, decided from an immutable in-memory snapshot.
 
-:meth:`RoutingTable.resolve` answers in this order (issue 5, SCENARIOS 1-3):
+:meth:`RoutingTable.resolve` answers in this order (issue 5):
 
 1. **Local.** The destination is a DID assigned to an enabled account whose product includes
    messaging: ``kind="local"``.  Whether the app is registered right now does not matter here;
    the pipeline delivers over SIP when it is, and keeps the message until it registers when
    it is not.
 2. **Forward.** Otherwise every service policy whose pattern matches (see
-   :mod:`routing.patterns`) and whose connection is enabled, as ``routes`` in failover order:
-   most specific pattern first, then the lower priority number, then the connection name (so
-   the order never depends on the order rows were read).  A connection reached through
-   several matching patterns is listed once, at its best place.  :meth:`RoutingTable.next_route`
-   skips the connections the caller knows to be down or refusing.
+   :mod:`routing.patterns`) and whose target is enabled, as ``routes`` in failover order:
+   most specific pattern first, then the lower priority number, then the target's name (so
+   the order never depends on the order rows were read).  A policy's target is an outbound
+   connection (submit_sm to a peer) or a carrier that binds to us (``Route.carrier``: the
+   message goes to it as an MO deliver_sm on one of its receiver binds).  A target reached
+   through several matching patterns is listed once, at its best place.
+   :meth:`RoutingTable.next_route` skips the connections the caller knows to be down or refusing.
 3. **Reject** with a reason a person can act on (the caller answers ESME_RINVDSTADR at submit
    time, 404 to a SIP sender).
 
@@ -23,7 +25,7 @@ number belongs to this environment, so no other environment or vendor can delive
 falling through to the policies would hand a subscriber's messages to a broad pattern (a
 catch-all ``%`` or a national ``964%`` towards a vendor), bill the carrier for a delivery
 that cannot happen, and between two environments whose policies cover each other's ranges
-it is exactly the ping-pong SCENARIOS 3 forbids.  The reason names the account and what is
+it would start a ping-pong between them.  The reason names the account and what is
 wrong with it, so the admin sees at once that enabling the account or changing its product
 fixes it.
 
@@ -58,12 +60,23 @@ class LocalAccount:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One outbound connection a destination may be forwarded over."""
+    """One target a destination may be forwarded to: an outbound connection, or (``carrier``
+    True) a carrier bound to us, then ``connection`` holds the carrier's id."""
 
-    connection: int  # connections.id
-    name: str  # the connection's name
+    connection: int  # connections.id, or carriers.id when ``carrier``
+    name: str  # the connection's (or carrier's) name
     pattern: str  # the policy pattern that matched (normalised)
     priority: int  # that policy's priority
+    carrier: bool = False  # the target is a carrier (MO deliver_sm on its receiver binds)
+
+    @property
+    def key(self) -> str:
+        """How the message's ``route`` names this target: ``smpp:NAME`` or ``carrier:NAME``."""
+        return f"{'carrier' if self.carrier else 'smpp'}:{self.name}"
+
+    @property
+    def what(self) -> str:
+        return "carrier" if self.carrier else "connection"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,30 +125,36 @@ class RoutingTable:
         cls,
         *,
         dids: Iterable[tuple[str, int, str, bool, bool]],
-        policies: Iterable[tuple[str, int, str, int, bool]],
+        policies: Iterable[tuple[str, int, str, int, bool] | tuple[str, int, str, int, bool, bool]],
         pool: Iterable[str] = (),
     ) -> RoutingTable:
         """A table from store rows.
 
         ``dids``: ``(e164, accounts.id, account_id, account enabled, product messaging)`` for
         every assigned DID.  ``policies``: ``(pattern, connections.id, connection name,
-        priority, connection enabled)``.  ``pool``: DIDs of this environment assigned to no
-        account.  A pattern that is not valid raises InvalidInput located as
-        ``policies[i].pattern`` (the store only holds valid ones: provisioning checks them).
+        priority, connection enabled)``, or the same for a carrier with a sixth item True
+        (carriers.id, carrier name, ..., carrier enabled, True).  ``pool``: DIDs of this
+        environment assigned to no account.  A pattern that is not valid raises InvalidInput
+        located as ``policies[i].pattern`` (the store only holds valid ones: provisioning
+        checks them).
         """
         table: dict[str, _Did] = {e164: _Did(None, False, False) for e164 in pool}
         for e164, account, account_id, enabled, messaging in dids:
             table[e164] = _Did(LocalAccount(account, account_id, e164), enabled, messaging)
         entries: list[tuple[str, int, _Policy]] = []
-        for index, (raw, connection, name, priority, enabled) in enumerate(policies):
+        for index, row in enumerate(policies):
+            raw, connection, name, priority, enabled = row[:5]
+            carrier = bool(row[5]) if len(row) > 5 else False
             try:
                 pattern = normalise_pattern(raw)
             except InvalidInput as error:
                 raise error.under(f"policies[{index}]") from None
-            route = Route(connection, name, pattern, priority)
+            route = Route(connection, name, pattern, priority, carrier)
             entries.append((pattern, priority, _Policy(route, enabled)))
         # PatternTable breaks ties by the order it is given: make that the connection name.
-        entries.sort(key=lambda entry: (entry[2].route.name, entry[2].route.connection))
+        entries.sort(
+            key=lambda e: (e[2].route.name, e[2].route.carrier, e[2].route.connection)
+        )
         return cls(table, PatternTable(entries))
 
     @property
@@ -161,14 +180,14 @@ class RoutingTable:
                 f"(1 to {MAX_E164_DIGITS} digits without '+')"
             )
         routes: list[Route] = []
-        seen: set[int] = set()
+        seen: set[tuple[bool, int]] = set()
         disabled: list[Route] = []
         for policy in self._policies.lookup(destination):
             route = policy.route
             if not policy.enabled:
                 disabled.append(route)
-            elif route.connection not in seen:
-                seen.add(route.connection)
+            elif (route.carrier, route.connection) not in seen:
+                seen.add((route.carrier, route.connection))
                 routes.append(route)
         if routes:
             first = routes[0]
@@ -177,12 +196,12 @@ class RoutingTable:
                 "forward",
                 None,
                 tuple(routes),
-                f"{destination} matches {first.pattern}: connection {first.name!r}{more}",
+                f"{destination} matches {first.pattern}: {first.what} {first.name!r}{more}",
             )
         if disabled:
             return _reject(
                 f"no route for {destination}: the matching policies point only at disabled "
-                f"connections ({_named(disabled)})"
+                f"{_kinds(disabled)} ({_named(disabled)})"
             )
         return _reject(f"no route for {destination}: no local DID and no policy matches")
 
@@ -192,7 +211,7 @@ class RoutingTable:
         None when every route is down, or when the decision is not a forward.
         """
         for route in decision.routes:
-            if route.connection not in down:
+            if not route.carrier and route.connection not in down:
                 return route
         return None
 
@@ -217,6 +236,11 @@ def _local_decision(destination: str, did: _Did) -> Decision:
 
 def _reject(reason: str) -> Decision:
     return Decision("reject", None, (), reason)
+
+
+def _kinds(routes: list[Route]) -> str:
+    kinds = sorted({"carriers" if r.carrier else "connections" for r in routes})
+    return " and ".join(kinds)
 
 
 def _named(routes: list[Route]) -> str:

@@ -1,7 +1,8 @@
 # Provisioned SMPP peers: carriers that bind to us, connections we bind out on, routing policies.
 """Carriers authenticate with system_id and a password kept only as a scrypt hash; outbound
 connections keep theirs encrypted (the gateway must present it), never shown or logged.
-Service policies send destinations matching a recipient pattern (``222%``) to a connection."""
+Service policies send destinations matching a recipient pattern (``222%``) to a connection,
+or to a carrier that binds to us (MO deliver_sm on its receiver binds): one of the two."""
 
 from __future__ import annotations
 
@@ -84,6 +85,7 @@ class Carriers(NamedColumns):
         F.Field("data_coding", F.choice(("gsm", "latin1")), "gsm"),
         F.Field("timezone", _timezone, "UTC"),
         F.Field("billable", F.choice(BILLABLE), "accepted"),
+        F.Field("concat", F.choice(("udh", "sar")), "udh"),
         F.Field("enabled", F.boolean, True),
         F.Field("password", _smpp_password, write_only=True),
     )
@@ -96,6 +98,7 @@ class Carriers(NamedColumns):
         "data_coding": "data_coding_default",
         "timezone": "billing_timezone",
         "billable": "billable",
+        "concat": "concat",
         "enabled": "enabled",
     }
 
@@ -143,6 +146,7 @@ class Carriers(NamedColumns):
                 (tariffs, tariffs.c.carrier_id == pk, "has tariffs"),
                 (fees, fees.c.carrier_id == pk, "has volume fees"),
                 (settlements, settlements.c.carrier_id == pk, "has settlements"),
+                (policies, policies.c.carrier_id == pk, "is used by service policies"),
                 *history_uses("carrier_id", pk),
             ],
         )
@@ -245,33 +249,61 @@ class Policies(Kind):
     ref_by_id = True
     fields = (
         F.Field("pattern", _pattern),
-        F.Field("connection", NAME),
+        F.Field("connection", F.optional(NAME), None),
+        F.Field("carrier", F.optional(NAME), None),
         F.Field("priority", F.integer(0, 1000), 0),
     )
 
     def key(self, record: Record) -> str:
+        if record.get("carrier") is not None:
+            return f"{record['pattern']} -> carrier {record['carrier']}"
         return f"{record['pattern']} -> {record['connection']}"
+
+    def check(self, record: Record, ctx: Context) -> Record:
+        if (record["connection"] is None) == (record.get("carrier") is None):
+            raise InvalidInput(
+                "connection", "a policy targets either a connection or a carrier (one of the two)"
+            )
+        return record
 
     def records(self, ctx: Context) -> dict[str, Record]:
         rows = ctx.conn.execute(
-            select(policies.c.id, policies.c.pattern, connections.c.name, policies.c.priority)
-            .join(connections, policies.c.connection_id == connections.c.id)
+            select(
+                policies.c.id,
+                policies.c.pattern,
+                connections.c.name,
+                carriers.c.name,
+                policies.c.priority,
+            )
+            .outerjoin(connections, policies.c.connection_id == connections.c.id)
+            .outerjoin(carriers, policies.c.carrier_id == carriers.c.id)
             .order_by(policies.c.pattern, policies.c.priority, policies.c.id)
         )
         out: dict[str, Record] = {}
-        for pk, pattern, connection, priority in rows:
-            record = {"id": pk, "pattern": pattern, "connection": connection, "priority": priority}
+        for pk, pattern, connection, carrier, priority in rows:
+            record = {
+                "id": pk,
+                "pattern": pattern,
+                "connection": connection,
+                "carrier": carrier,
+                "priority": priority,
+            }
             out[self.key(record)] = record
         return out
 
-    def _connection_pk(self, ctx: Context, record: Record) -> int:
-        return id_of(ctx, connections, "name", record["connection"], "connection", "connection")
-
     def insert(self, ctx: Context, record: Record) -> None:
+        connection_pk = carrier_pk = None
+        if record["connection"] is not None:
+            connection_pk = id_of(
+                ctx, connections, "name", record["connection"], "connection", "connection"
+            )
+        else:
+            carrier_pk = id_of(ctx, carriers, "name", record["carrier"], "carrier", "carrier")
         ctx.conn.execute(
             insert(policies).values(
                 pattern=record["pattern"],
-                connection_id=self._connection_pk(ctx, record),
+                connection_id=connection_pk,
+                carrier_id=carrier_pk,
                 priority=record["priority"],
                 created_at=ctx.now,
             )

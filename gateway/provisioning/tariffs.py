@@ -1,6 +1,9 @@
 # Provisioned carrier tariffs: E.164 prefix, exact price, currency, effective dates.
 """A tariff prices the SMS a carrier terminates to destinations starting with a prefix, per
-message or per segment (``unit``).
+message or per segment (``unit``). Its ``direction`` says who pays: ``in`` (the default) prices
+what the carrier sends us (it pays us), ``out`` prices what we deliver to it through a policy
+that targets it (leg ``out`` CDRs: what we pay the carrier, our cost). The two sets are
+separate: each has its own prefixes and dates, and rating never mixes them.
 
 It is effective from 00:00 of ``from`` through the whole day ``to`` (open-ended when ``to``
 is empty), both in the carrier's billing time zone (UTC unless the carrier sets one). Two
@@ -22,6 +25,9 @@ from gateway.provisioning import audit
 from gateway.provisioning import fields as F
 from gateway.provisioning.base import ByCarrier, Context, Record
 from gateway.store.schema import tariffs
+
+DIRECTIONS = ("in", "out")
+"""in: the carrier pays us for what it sends; out: we pay it for what we deliver to it."""
 
 
 def _price(value: Any, field: str) -> Any:
@@ -49,10 +55,12 @@ class Tariffs(ByCarrier):
         F.Field("currency", _currency),
         F.Field("to", F.optional(F.day), None),
         F.Field("unit", F.choice(UNITS), "message"),
+        F.Field("direction", F.choice(DIRECTIONS), "in"),
     )
 
     def key(self, record: Record) -> str:
-        return f"{record['carrier']} {record['prefix']} from {record['from'].isoformat()}"
+        out = " out" if record.get("direction", "in") == "out" else ""
+        return f"{record['carrier']}{out} {record['prefix']} from {record['from'].isoformat()}"
 
     def check(self, record: Record, ctx: Context) -> Record:
         if record["to"] is not None and record["to"] < record["from"]:
@@ -72,6 +80,7 @@ class Tariffs(ByCarrier):
             "currency": row["currency"],
             "to": row["effective_to"],
             "unit": row["unit"],
+            "direction": row["direction"],
         }
 
     def _overlapping(self, ctx: Context, carrier_pk: int, record: Record) -> list[Any]:
@@ -79,6 +88,7 @@ class Tariffs(ByCarrier):
         query = select(tariffs).where(
             tariffs.c.carrier_id == carrier_pk,
             tariffs.c.prefix == record["prefix"],
+            tariffs.c.direction == record.get("direction", "in"),
             tariffs.c.effective_from != start,
             or_(tariffs.c.effective_to.is_(None), tariffs.c.effective_to >= start),
         )
@@ -115,6 +125,7 @@ class Tariffs(ByCarrier):
                 "currency": other["currency"],
                 "to": None,
                 "unit": other["unit"],
+                "direction": other["direction"],
             }
             after = {**before, "to": last_day}
             audit.record(ctx, "update", self.name, self.key(before), before, after)
@@ -136,6 +147,7 @@ class Tariffs(ByCarrier):
                 effective_from=record["from"],
                 effective_to=record["to"],
                 unit=record["unit"],
+                direction=record["direction"],
                 created_at=ctx.now,
             )
         )

@@ -101,6 +101,8 @@ carriers = Table(
     # Billing: the IANA zone of the carrier's months and tariff days; what it pays for.
     Column("billing_timezone", String(64), nullable=False, server_default="UTC"),
     Column("billable", String(9), nullable=False, server_default="accepted"),  # | delivered
+    # How messages we deliver to it (deliver_sm, MO) carry concatenation: udh | sar
+    Column("concat", String(3), nullable=False, server_default="udh"),
     Column("enabled", Boolean, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -129,10 +131,14 @@ policies = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("pattern", String(32), nullable=False),
-    Column("connection_id", ForeignKey("connections.id"), nullable=False, index=True),
+    # the target: an outbound connection, or a carrier that binds to us (deliver_sm on its
+    # receiver binds); exactly one of the two is set
+    Column("connection_id", ForeignKey("connections.id"), nullable=True, index=True),
+    Column("carrier_id", ForeignKey("carriers.id"), nullable=True, index=True),
     Column("priority", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("pattern", "connection_id"),
+    UniqueConstraint("pattern", "carrier_id"),
 )
 
 tariffs = Table(
@@ -144,12 +150,15 @@ tariffs = Table(
     Column("price", DecimalText, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("unit", String(7), nullable=False, server_default="message"),  # | segment
+    # in: what the carrier pays us for what it sends; out: what we pay it (cost) for the
+    # messages we deliver to it (leg out)
+    Column("direction", String(3), nullable=False, server_default="in"),
     # Effective from 00:00 of effective_from through the whole day effective_to, both in the
     # carrier's billing time zone.
     Column("effective_from", Date, nullable=False),
     Column("effective_to", Date, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
-    UniqueConstraint("carrier_id", "prefix", "effective_from"),
+    UniqueConstraint("carrier_id", "direction", "prefix", "effective_from"),
 )
 
 # Monthly charges by volume: a fixed fee, a fee by volume band, graduated or band unit prices.
@@ -278,6 +287,9 @@ outbox = Table(
     Column("pdu", LargeBinary, nullable=False),  # encoded, sequence rewritten when sent
     Column("created_at", UTCDateTime, nullable=False),
     Column("attempts", Integer, nullable=False),
+    # a message delivered to the carrier (policy --carrier): the segment this PDU carries
+    # (None: a receipt or a connection's MO); its answer settles the message's attempt
+    Column("part", SmallInteger, nullable=True),
     Index(None, "carrier_id", "id"),
 )
 
@@ -346,6 +358,9 @@ cdrs = Table(
     Column("reason", String(255), nullable=True),
     Column("accepted_at", UTCDateTime, nullable=False),
     Column("final_at", UTCDateTime, nullable=True),
+    # a concatenated message from a carrier: the ids its parts were acknowledged with, in part
+    # order, space-separated (the first part's first): the ids the carrier knows it by
+    Column("part_ids", Text, nullable=True),
     UniqueConstraint("message_id", "leg"),
     Index(None, "carrier_id", "accepted_at"),
 )
