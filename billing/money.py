@@ -1,5 +1,5 @@
 # Money as Decimal: price parsing, ISO 4217 currency codes and minor units, the one rounding rule.
-"""Prices are :class:`~decimal.Decimal`, never float (ARCHITECTURE.md rule 9).
+"""Prices are :class:`~decimal.Decimal`, never float (docs/architecture.md rule 9).
 
 * :func:`parse_price` reads a price as written by an operator (text, int or Decimal);
 * :func:`parse_currency` / :func:`minor_units` know the active ISO 4217 currencies;

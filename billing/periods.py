@@ -1,7 +1,7 @@
 # Billing periods: a month (or a day) in a carrier's IANA time zone, as a UTC interval.
 """A carrier's months and tariff days run in its billing time zone (UTC unless set), so a
 carrier in Asia/Kolkata is invoiced from 1st 00:00 IST to 1st 00:00 IST. Every bound is
-returned as an aware UTC datetime, the form the store keeps (ARCHITECTURE.md rule 9)."""
+returned as an aware UTC datetime, the form the store keeps (docs/architecture.md rule 9)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 """The answer of :meth:`gateway.pipeline.Pipeline.admit`, shared by the SMPP server, the SIP
 side and the outbound connections, which store the message with it.
 
-A refusal carries its wire answers (ARCHITECTURE.md rule 4): the SMPP command_status for a
+A refusal carries its wire answers (docs/architecture.md rule 4): the SMPP command_status for a
 submit_sm/deliver_sm and the SIP status for an app's MESSAGE, with the reason in words.
 """
 

@@ -9,7 +9,7 @@ key needs only a new field. Checks run in ``__post_init__``, so a Config built i
 to the same rules as one read from a file. :func:`iter_settings` lists every key, its default
 and its doc, for the generated configuration reference.
 
-Errors are :class:`gateway.errors.ConfigError` (ARCHITECTURE.md rule 4), e.g.
+Errors are :class:`gateway.errors.ConfigError` (docs/architecture.md rule 4), e.g.
 ``conf/gateway.yaml: sip.listen[1].port: must be 1-65535, got 70000``.
 """
 
@@ -367,7 +367,7 @@ _LISTEN_HOST_DOC = (
 
 @dataclasses.dataclass(frozen=True)
 class Numbering(_Checked):
-    """How national numbers are turned into E.164 (ARCHITECTURE.md rule 9)."""
+    """How national numbers are turned into E.164 (docs/architecture.md rule 9)."""
 
     country_code: str = setting(
         "Country calling code of the home network (1-3 digits, e.g. 964 for Iraq); numbers"

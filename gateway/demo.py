@@ -1,6 +1,6 @@
 # gatewayctl demo: a whole gateway on free local ports, a carrier and an app, one SMS end to end.
 """What a newcomer runs first. In a temporary folder: a config on free 127.0.0.1 ports and a
-fresh SQLite store; the provisioning of SCENARIOS 1.1 (customer John Doe, account 1111 with
+fresh SQLite store; the README tour's provisioning (customer John Doe, account 1111 with
 DID +964 111222333) and of carrier TATA with a tariff; a real ``gatewayctl serve``. Then it
 plays both ends: the app (the built-in test UA, gateway/sip/testua.py) registers over SIP,
 the carrier (smpplib, a real ESME) binds and submits an SMS, the app receives it as a SIP
@@ -39,7 +39,7 @@ from gateway.errors import GatewayError
 from gateway.sip.testua import TestUA
 
 DOMAIN = "demo.example.net"
-ACCOUNT, DID = "1111", "111222333"  # SCENARIOS 1.1: John Doe's account and number (+964)
+ACCOUNT, DID = "1111", "111222333"  # the README tour: John Doe's account and number (+964)
 E164 = "964" + DID
 TEXT = "Hello John, your code is 4711"
 READY_TIMEOUT = 60.0

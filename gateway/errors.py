@@ -1,6 +1,6 @@
 # Error types that carry their answer: a config error names its file and key, a bad
 # provisioning value names its field, and later protocol errors carry their wire status.
-"""Errors of the gateway, each knowing how it is answered (ARCHITECTURE.md rule 4)."""
+"""Errors of the gateway, each knowing how it is answered (docs/architecture.md rule 4)."""
 
 from __future__ import annotations
 

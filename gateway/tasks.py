@@ -1,6 +1,6 @@
 # Supervision of background work: no loop or task ends on an unexpected error without a word.
 """Background loops and per-message tasks under supervision (issue 15, "nothing dies in
-silence"; ARCHITECTURE.md rule 4: no error swallowed without a count and a log line).
+silence"; docs/architecture.md rule 4: no error swallowed without a count and a log line).
 
 - :func:`forever` runs a loop (provisioning reload, retention, the pipeline's sweep) and,
   when it raises anything but its cancellation, reports the error and starts it again after

@@ -2,7 +2,7 @@
 """Turn a number as an operator, a carrier or an app wrote it into E.164 digits without '+'.
 
 The stored form everywhere is the E.164 digit string without '+': ``964111222333``.
-Conversion happens once, at the edge (ARCHITECTURE.md rule 9), with :func:`normalise`:
+Conversion happens once, at the edge (docs/architecture.md rule 9), with :func:`normalise`:
 
 * ``+digits`` (or ``<international prefix>digits``) is international;
 * ``form="international"`` says the digits are already E.164 (SMPP TON 1);

@@ -53,7 +53,7 @@ class SipError(GatewayError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds applied by a parser (ARCHITECTURE.md rule 5)."""
+    """Bounds applied by a parser (docs/architecture.md rule 5)."""
 
     max_message_size: int = MAX_MESSAGE_SIZE
     """Whole message, start line to end of body (over it: 413)."""

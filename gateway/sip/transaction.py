@@ -1,6 +1,6 @@
 # SIP non-INVITE transactions, sans-IO (RFC 3261 §17.1.2, §17.2.2, matching §17.1.3, §17.2.3).
 """Non-INVITE client and server transactions as state machines: messages and ``now`` in,
-actions out, one deadline exposed. No I/O, no clock (ARCHITECTURE.md rules 1-3).
+actions out, one deadline exposed. No I/O, no clock (docs/architecture.md rules 1-3).
 
 Each machine has ONE transition table, ``CLIENT_TABLE`` and ``SERVER_TABLE``, mapping
 (state, event) to (next state, steps). A pair missing from a table raises ``NoTransition``

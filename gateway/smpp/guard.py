@@ -3,7 +3,7 @@
 
 - :class:`AuthGuard` slows down, then blocks, a source (peer IP) that keeps failing
   authentication. It knows nothing of SMPP: the SMPP server uses it for bind passwords and
-  the SIP registrar for digest responses (ARCHITECTURE rule 5: failed auth per source is
+  the SIP registrar for digest responses (docs/architecture.md rule 5: failed auth per source is
   bounded).
 - :class:`BindGuard` is the SMPP bind variant: attempts are counted when they arrive (those
   still being checked included), per (address, system_id) first, and the whole address is

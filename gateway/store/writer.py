@@ -1,5 +1,5 @@
 # Grouped commits: one writer thread turns many accepted messages into one transaction.
-"""The batch writer behind "accepted means durable" (ARCHITECTURE.md rule 7).
+"""The batch writer behind "accepted means durable" (docs/architecture.md rule 7).
 
 The event loop submits operations; a single writer thread takes everything waiting (up to
 ``max_batch``), lets each operation stage its rows, writes them with one executemany per

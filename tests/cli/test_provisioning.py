@@ -1,4 +1,4 @@
-# gatewayctl provisioning: SCENARIOS 1.1 and TATA, every refusal, secrets, audit; both stores.
+# gatewayctl provisioning: John Doe's account and carrier TATA, every refusal, secrets, audit; both stores.
 from __future__ import annotations
 
 import yaml

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 @pytest.fixture
 def gateway(tmp_path: Path, store_url: str) -> Iterator[GatewayProcess]:
-    """A provisioned (SCENARIOS 1.1 + TATA) but not yet started gateway; stopped afterwards."""
+    """A provisioned (John Doe's account 1111 + TATA) but not yet started gateway; stopped afterwards."""
     gw = GatewayProcess(tmp_path, store_url)
     gw.write_config()
     ctl = Ctl(gw.config, CliRunner())

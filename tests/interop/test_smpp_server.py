@@ -93,7 +93,7 @@ def test_bind_kinds_submit_enquire_and_unbind(gateway) -> None:
         "964111222333",
         "Hello from AsiaCell",
     )
-    # John is not registered: the message is kept for his app (SCENARIOS 1, offline app)
+    # John is not registered: the message is kept for his app (an offline app)
     assert row["state"] == "retry-wait" and row["registered_delivery"] == 1
     assert row["reason"] == "waiting for account 1111 to register"
     # national form, and a number as sender, both become E.164

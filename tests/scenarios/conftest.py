@@ -1,4 +1,4 @@
-# Scenario tests (SCENARIOS.md): real gateway processes, smpplib carriers, pjsua2 apps.
+# Scenario tests (the operator's use cases end to end): real gateway processes, smpplib carriers, pjsua2 apps.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator

@@ -1,4 +1,4 @@
-# SCENARIOS.md section 1: SMS from carriers to app users (campaign, verification, offline app).
+# Scenarios, section 1: SMS from carriers to app users (campaign, verification, offline app).
 from __future__ import annotations
 
 from gateway.store.schema import cdrs, messages

@@ -1,4 +1,4 @@
-# SCENARIOS.md sections 2 and 3: messages between environments, one entry point for a carrier.
+# Scenarios, sections 2 and 3: messages between environments, one entry point for a carrier.
 # Two real gateway processes: env1 on SQLite, env4 on PostgreSQL, linked by SMPP both ways.
 from __future__ import annotations
 

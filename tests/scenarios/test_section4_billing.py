@@ -1,4 +1,4 @@
-# SCENARIOS.md section 4: billing the carrier (tariff, monthly settlement, finance exports).
+# Scenarios, section 4: billing the carrier (tariff, monthly settlement, finance exports).
 from __future__ import annotations
 
 import csv

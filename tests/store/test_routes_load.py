@@ -32,7 +32,7 @@ def add_connection(ctl, name: str, port: int) -> None:
 
 
 def provision(ctl) -> None:
-    """SCENARIOS 1-3 in env1, plus the cases an operator gets wrong."""
+    """The scenarios of sections 1-3 (tests/scenarios/) in env1, plus the cases an operator gets wrong."""
     ctl.ok("customer", "add", "John Doe")
     ctl.ok("product", "add", "Call & Chat", "--messaging")
     ctl.ok("product", "add", "Calls only", "--no-messaging")
