@@ -125,6 +125,14 @@ SIP_CONNECTIONS_CLOSED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+SIP_ATTEMPTS_CUT = Counter(
+    "gateway_sip_attempts_cut",
+    "MESSAGEs to apps ended before an answer or timer F, by reason: reregistered (the"
+    " account registered again from another flow: the message is sent again at once),"
+    " flow_closed (the TCP/TLS connection it went on closed).",
+    ["reason"],
+    registry=REGISTRY,
+)
 SIP_MESSAGES_THROTTLED = Counter(
     "gateway_sip_messages_throttled",
     "MESSAGEs from apps answered 503 with Retry-After for going over sip.message_rate.",

@@ -38,7 +38,13 @@ from sqlalchemy import Engine
 from gateway.admission import Refused
 from gateway.config import Config
 from gateway.errors import InvalidInput
-from gateway.metrics import SIP_MESSAGES_THROTTLED, method_label, sip_responses, status_class
+from gateway.metrics import (
+    SIP_ATTEMPTS_CUT,
+    SIP_MESSAGES_THROTTLED,
+    method_label,
+    sip_responses,
+    status_class,
+)
 from gateway.sip.accounts import AccountDirectory, SipAccount
 from gateway.sip.auth import AuthError, NonceManager, challenges, parse_credentials, verify
 from gateway.sip.delivery import OFFLINE, Delivery, Outcome, message_request
@@ -792,6 +798,7 @@ class SipServer:
             why = "Service Unavailable (the app registered again from {}:{}:{})".format(*flow.key)
             if delivery.superseded(why):
                 self.stats["superseded"] += 1
+                SIP_ATTEMPTS_CUT.labels("reregistered").inc()
                 log.info(
                     "sip: %s registered again from %s %s:%d: attempt to %s cut short, "
                     "sending again to the new binding",
@@ -807,6 +814,7 @@ class SipServer:
         keys = self._flow_forks.pop(flow, None)
         if keys:
             self.stats["flow_closed_forks"] += len(keys)
+            SIP_ATTEMPTS_CUT.labels("flow_closed").inc(len(keys))
             log.info(
                 "sip: %s connection from %s:%d closed with %d MESSAGE(s) unanswered: failed now",
                 flow.transport, *flow.remote, len(keys),

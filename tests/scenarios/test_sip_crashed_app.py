@@ -10,6 +10,7 @@ import pytest
 from tests.interop.rawsip import RawUA
 from tests.scenarios.carrier import Carrier
 from tests.scenarios.test_section1_carriers_to_apps import rows
+from tests.security.test_sip_listeners import metric
 
 # timer F of 20 s; every wait below is 10 s: what arrives in time did not wait for timer F
 SIP = {
@@ -54,6 +55,7 @@ def test_app_back_from_a_crash_gets_the_message_at_once(make_env, transport):
     with Carrier(gw.smpp_port) as tata:
         asyncio.run(scenario(tata))
     gw.wait_for_log("registered again from .*cut short", timeout=WAIT)
+    assert metric(gw, "gateway_sip_attempts_cut_total", reason="reregistered") == 1
     [row] = rows(gw)
     assert (row["state"], row["attempts"]) == ("delivered", 2)
 
@@ -86,6 +88,7 @@ def test_closed_tcp_connection_parks_the_message_at_once(make_env):
 
     with Carrier(gw.smpp_port) as tata:
         asyncio.run(scenario(tata))
+    assert metric(gw, "gateway_sip_attempts_cut_total", reason="flow_closed") == 1
     [row] = rows(gw)
     assert (row["state"], row["attempts"]) == ("delivered", 2)
 
