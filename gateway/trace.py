@@ -1,7 +1,8 @@
 # gatewayctl messages list|show: find messages, and the whole life of one, from the store.
 """``messages list`` filters by number (to or from), carrier, state and age, newest first.
 ``messages show ID`` tells one message's life: who handed it over (and under which id that
-carrier knows it), where it was routed, every attempt, retry, forwarding and receipt (the
+carrier knows it: for a concatenated message, the ids of its parts, any of which finds it, as
+in ``messages list --id``), where it was routed, every attempt, retry, forwarding and receipt (the
 ``message_events`` rows, written in the same transactions as the steps), the receipts to
 the carrier and the CDR. For a message that crossed environments it names the peer's id
 (forwarded) or the upstream environment's id (received), so the trace can be followed
@@ -31,6 +32,7 @@ from gateway.store.schema import (
     cdrs,
     connections,
     forwards,
+    fragments,
     message_events,
     messages,
 )
@@ -108,9 +110,17 @@ def list_messages(
     since: str | None,
     limit: int,
     now: datetime,
+    message_id: str | None = None,
+    hex_id: bool = False,
 ) -> list[dict[str, Any]]:
     names = Names(conn)
     query = select(messages).order_by(messages.c.id.desc()).limit(limit)
+    if message_id is not None:  # a message's id, or any of its parts' (as _find resolves)
+        try:
+            found = _find(conn, message_id, hex_id, name="--id")
+        except NotFound:
+            return []
+        query = query.where(messages.c.id == found["id"])
     if did is not None:
         number = normalise(did, plan, field="--did")
         query = query.where(or_(messages.c.destination == number, messages.c.source == number))
@@ -144,19 +154,37 @@ def list_messages(
     return found
 
 
-def _find(conn: Connection, text: str, hex_id: bool) -> dict[str, Any]:
+def _find(conn: Connection, text: str, hex_id: bool, name: str = "ID") -> dict[str, Any]:
     """The message ``text`` names: its id in decimal, or in hex (``hex_id``, or letters in
-    it: the id a carrier with hex receipts was given). Never both: "10" is message 10."""
+    it: the id a carrier with hex receipts was given). Never both: "10" is message 10. The
+    id a carrier got for any part of a concatenated message names the whole message."""
     text = text.strip()
     if hex_id or not text.isdigit():
         if re.fullmatch(r"[0-9a-fA-F]{1,16}", text) is None:
-            raise InvalidInput("ID", f"{text!r} is not a message id (decimal, or hex with --hex)")
+            raise InvalidInput(name, f"{text!r} is not a message id (decimal, or hex with --hex)")
         number = int(text, 16)
     else:
         number = int(text)
     row = None
     if number < 1 << 63:
         row = conn.execute(select(messages).where(messages.c.id == number)).mappings().first()
+        if row is None:
+            part = conn.execute(
+                select(fragments.c.message_id, fragments.c.seq, fragments.c.total).where(
+                    fragments.c.id == number
+                )
+            ).first()
+            if part is not None and part.message_id is None:
+                raise NotFound(
+                    f"{text!r} is part {part.seq} of {part.total} of a message still waiting"
+                    " for its other parts"
+                )
+            if part is not None:
+                row = (
+                    conn.execute(select(messages).where(messages.c.id == part.message_id))
+                    .mappings()
+                    .first()
+                )
     if row is None:
         raise NotFound(f"no message with id {text!r} in this environment")
     return dict(row)
@@ -192,10 +220,19 @@ def show_message(conn: Connection, text: str, hex_id: bool = False) -> dict[str,
     ]
     carrier_id = row["carrier_id"]
     style = names.styles.get(carrier_id) if carrier_id is not None else None
+    # a concatenated message: the carrier knows it by the ids its parts were answered with
+    part_ids = list(
+        conn.execute(
+            select(fragments.c.id)
+            .where(fragments.c.message_id == mid)
+            .order_by(fragments.c.seq, fragments.c.id)
+        ).scalars()
+    )
     return {
         "message": row,
         "from": names.origin(row),
-        "id_for_carrier": format_message_id(mid, style) if style else None,
+        "id_for_carrier": format_message_id(mid, style) if style and not part_ids else None,
+        "part_ids_for_carrier": [format_message_id(i, style) for i in part_ids] if style else [],
         "events": [{**e, "detail": names.words(e["detail"])} for e in events],
         "forwards": peer,
         "cdrs": records,
@@ -233,6 +270,8 @@ def render_show(found: dict[str, Any], env: str, with_text: bool) -> str:
 
     carrier_id = found["id_for_carrier"]
     origin = found["from"] + (f" (its id for it: {carrier_id})" if carrier_id else "")
+    if found["part_ids_for_carrier"]:
+        origin += f" (its ids for the parts: {', '.join(found['part_ids_for_carrier'])})"
     field("from", origin)
     field("source", f"{m['source']} (ton {m['source_ton']})")
     field("destination", f"+{m['destination']}")
@@ -295,6 +334,13 @@ def messages_group() -> None:
 
 
 @messages_group.command("list")
+@click.option(
+    "--id", "message_id",
+    help="Only this message: its id, or the id a carrier got for any of its parts.",
+)  # fmt: skip
+@click.option(
+    "--hex", "hex_id", is_flag=True, help="--id is hex (as a carrier with hex receipts has it)."
+)
 @click.option("--did", help="Only messages to or from this number.")
 @click.option("--carrier", help="Only messages this carrier handed over (its name).")
 @click.option("--state", type=click.Choice(STATES), help="Only messages in this state.")
@@ -307,6 +353,8 @@ def messages_group() -> None:
 @click.pass_obj
 def messages_list(
     obj: Any,
+    message_id: str | None,
+    hex_id: bool,
     did: str | None,
     carrier: str | None,
     state: str | None,
@@ -318,7 +366,7 @@ def messages_list(
     with admin.session(obj.config, obj.actor) as ctx:
         rows = list_messages(
             ctx.conn, obj.config.numbering, did=did, carrier=carrier, state=state, since=since,
-            limit=limit, now=ctx.now,
+            limit=limit, now=ctx.now, message_id=message_id, hex_id=hex_id,
         )  # fmt: skip
     if as_json:
         click.echo(render.to_json(rows))
@@ -338,7 +386,8 @@ def messages_show(obj: Any, message_id: str, with_text: bool, hex_id: bool, as_j
     """The whole life of one message: SMPP, routing, attempts, receipts, CDR.
 
     ID is the message id in decimal, or in hex as a carrier with hex receipts was given it
-    (--hex, or implied when it has letters)."""
+    (--hex, or implied when it has letters); the id of any part of a concatenated message
+    shows the whole message."""
     with admin.session(obj.config, obj.actor) as ctx:
         found = show_message(ctx.conn, message_id, hex_id)
         text, body, unreadable = _opened(found["message"], ctx.secret_box)
