@@ -1005,6 +1005,88 @@ def fee_add(
     run_change(obj, k, "added", as_json, lambda ctx: service.create(ctx, k, raw))
 
 
+def open_end(text: str | None) -> str | None:
+    """A --to of ``set``: a date, or ``none`` for open-ended ("" to the parser)."""
+    if text is None:
+        return None
+    return "" if text.strip().lower() in ("none", "open") else text
+
+
+@tariff.command("set")
+@click.argument("ref", metavar="ID")
+@click.option("--price", help="Price per message (or segment), e.g. 0.012.")
+@click.option("--currency", help="ISO 4217 code, e.g. USD.")
+@click.option(
+    "--to", "end", metavar="YYYY-MM-DD|none", help="Last day it applies, or none (open-ended)."
+)
+@click.option(
+    "--per",
+    "unit",
+    type=click.Choice(["message", "segment"]),
+    help="Price each message, or each segment (part) of it.",
+)
+@json_option
+@pass_obj
+def tariff_set(
+    obj: Obj,
+    ref: str,
+    price: str | None,
+    currency: str | None,
+    end: str | None,
+    unit: str | None,
+    as_json: bool,
+) -> None:
+    """Change a tariff (only the options given; carrier, prefix, direction and start are
+    what it is: a new one of those is a new tariff). Refused for days of a final month."""
+    given = {"price": price, "currency": currency, "to": open_end(end), "unit": unit}
+    run_set(obj, service.kind("tariff"), ref, given, as_json)
+
+
+@fee.command("set")
+@click.argument("ref", metavar="ID")
+@click.option(
+    "--kind",
+    type=click.Choice(["monthly", "volume-fee", "graduated", "volume-price"]),
+    help="monthly, volume-fee, graduated or volume-price (give its --amount or --tier).",
+)
+@click.option("--amount", help="The amount of a monthly fee.")
+@click.option(
+    "--tier",
+    "tiers",
+    multiple=True,
+    metavar="FROM=PRICE",
+    help="The tiers, all of them (repeatable; the first from 0).",
+)
+@click.option("--currency", help="ISO 4217 code, e.g. USD.")
+@click.option(
+    "--per",
+    "unit",
+    type=click.Choice(["message", "segment"]),
+    help="What the volume counts: messages, or their segments.",
+)
+@click.option("--to", "end", metavar="YYYY-MM|none", help="Last month, or none (open-ended).")
+@json_option
+@pass_obj
+def fee_set(
+    obj: Obj,
+    ref: str,
+    kind: str | None,
+    amount: str | None,
+    tiers: tuple[str, ...],
+    currency: str | None,
+    unit: str | None,
+    end: str | None,
+    as_json: bool,
+) -> None:
+    """Change a volume fee (only the options given). Refused for a final month."""
+    if amount is not None and tiers:
+        fail("give --amount (a monthly fee) or --tier (the others), not both")
+    tier_list = [[0, amount]] if amount is not None else [_tier(t) for t in tiers] or None
+    given = {"kind": kind, "tiers": tier_list, "currency": currency, "unit": unit,
+             "to": open_end(end)}  # fmt: skip
+    run_set(obj, service.kind("fee"), ref, given, as_json)
+
+
 # -- billing: settlement, usage, CDRs ------------------------------------------------------
 main.add_command(billing_commands.settlement)
 main.add_command(billing_commands.usage_cmd)

@@ -25,7 +25,11 @@ SET_OPTION = {
     "allow_ip": "--allow-ip",
     "messaging": "--messaging",
     "tls": "--tls",
+    "unit": "--per",
+    "tiers": "--tier",
 }
+# Fields that make the object what it is (part of its key): a new value is a new object.
+KEYS = {"tariff": {"carrier", "prefix", "from", "direction"}, "fee": {"carrier", "name", "from"}}
 
 
 def provision(ctl) -> None:
@@ -61,14 +65,15 @@ def last_audit(ctl) -> dict:
     return ctl.json("audit", "list", "--limit", "1")[0]
 
 
-@pytest.mark.parametrize("kind", ["carrier", "connection", "account", "product"])
+@pytest.mark.parametrize("kind", ["carrier", "connection", "account", "product", "tariff", "fee"])
 def test_every_field_of_a_kind_has_a_set_option(kind) -> None:
     k = service.kind(kind)
     group = gatewayctl.main.commands[kind]
     assert isinstance(group, click.Group)
     command = group.commands["set"]
     options = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
-    for field in k.fields[1:]:  # the first is the key
+    keys = KEYS.get(kind, {k.fields[0].name})
+    for field in (f for f in k.fields if f.name not in keys):
         option = SET_OPTION.get(field.name, "--" + field.name.replace("_", "-"))
         assert option in options, f"{kind} set has no {option} for field {field.name}"
 
@@ -201,3 +206,33 @@ def test_product_and_policy_set(ctl) -> None:
     ctl.ok("policy", "set", pid, "--priority", "7")
     assert ctl.json("policy", "show", pid)["priority"] == 7
     assert last_audit(ctl)["after"]["priority"] == 7
+
+
+def test_tariff_and_fee_set(ctl) -> None:
+    provision(ctl)
+    ctl.ok(
+        "tariff", "add", "--carrier", "TATA", "--prefix", "964", "--price", "0.01",
+        "--currency", "USD", "--from", "2026-01-01",
+    )  # fmt: skip
+    tid = str(ctl.json("tariff", "list")[0]["id"])
+    ctl.ok("tariff", "set", tid, "--price", "0.012", "--to", "2026-12-31", "--per", "segment")
+    shown = ctl.json("tariff", "show", tid)
+    assert (shown["price"], shown["to"], shown["unit"]) == ("0.012", "2026-12-31", "segment")
+    entry = last_audit(ctl)
+    assert (entry["before"]["price"], entry["after"]["price"]) == ("0.01", "0.012")
+    ctl.ok("tariff", "set", tid, "--to", "none")
+    assert ctl.json("tariff", "show", tid)["to"] is None
+    ctl.refused("tariff", "set", tid, "--price", "0.0000001", contains="price")
+    ctl.refused("tariff", "set", tid, "--to", "2025-01-01", contains="to: 2025-01-01 is before")
+
+    ctl.ok(
+        "fee", "add", "--carrier", "TATA", "--name", "platform fee", "--kind", "monthly",
+        "--amount", "100", "--currency", "USD", "--from", "2026-01",
+    )  # fmt: skip
+    fid = str(ctl.json("fee", "list")[0]["id"])
+    ctl.ok("fee", "set", fid, "--amount", "120", "--to", "2026-12")
+    shown = ctl.json("fee", "show", fid)
+    assert (shown["tiers"], shown["to"]) == ([[0, "120"]], "2026-12-01")
+    ctl.ok("fee", "set", fid, "--kind", "graduated", "--tier", "0=0.01", "--tier", "1000=0.008")
+    assert ctl.json("fee", "show", fid)["tiers"] == [[0, "0.01"], [1000, "0.008"]]
+    ctl.refused("fee", "set", fid, "--amount", "1", "--tier", "0=1", contains="not both")
