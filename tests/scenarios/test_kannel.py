@@ -1,9 +1,11 @@
-# Kannel 1.4.5 as the carrier: long GSM and Arabic texts and a short one reach an app, with DLRs.
+# Kannel 1.4.5 as the carrier: long and short texts reach an app with DLRs; MO reaches Kannel.
 """Kannel (bearerbox + smsbox, tests/interop/kannel.py) binds to a gateway process as carrier
 TATA in transceiver mode. A text posted to smsbox's sendsms is submitted by bearerbox (long
 ones split by Kannel itself into UDH-concatenated parts, ``registered_delivery`` 0x11 on the
 first part only), delivered by the gateway to John's pjsua2 app, and the gateway's receipt
-comes back to Kannel, which reports it at its ``dlr-url`` (dlr type 1, delivered)."""
+comes back to Kannel, which reports it at its ``dlr-url`` (dlr type 1, delivered). The other
+way, a policy sends 9647... to carrier TATA: the app's SIP MESSAGE to a mobile number goes as
+deliver_sm on Kannel's bind and smsbox hands it to its sms-service get-url."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.interop.gateway_process import GatewayProcess
-from tests.interop.kannel import DLR_DELIVERED, DLR_SMSC_ACK, Kannel
+from tests.interop.kannel import DLR_DELIVERED, DLR_SMSC_ACK, Kannel, mo_text
 from tests.interop.peers import TATA_PW
 from tests.scenarios.conftest import JOHN_PW
 
@@ -28,6 +30,11 @@ LONG_ARABIC = (
     "عزيزي العميل، كشف حسابك الشهري جاهز الآن. رصيدك الحالي هو اثنا عشر ألفاً وخمسمائة "
     "دينار، وموعد الفاتورة القادمة هو الخامس عشر من الشهر. لتجنب انقطاع الخدمة يرجى "
     "تعبئة الرصيد قبل ذلك التاريخ."
+)
+LONG_MO = (
+    "Hi, I got your message about the statement. I will top up tomorrow morning at the shop "
+    "near the office, and if anything is still unclear I will call the customer care line. "
+    "Thanks for the reminder and have a nice evening!"
 )
 
 
@@ -119,3 +126,35 @@ def test_kannel_short_text_with_dlr(make_env, sip_ua, kannel):
     # a number without "+" goes as TON 2: the gateway reads it as a national number
     box.send("0111222333", "national form", dlr_mask=0)
     assert john_app.next_message().body == "national form"
+
+
+@pytest.mark.parametrize("concat", ["udh", "sar"])
+def test_kannel_gets_an_apps_message_to_a_mobile_number_as_mo(make_env, sip_ua, kannel, concat):
+    """Two-way SMS: a policy sends 9647... to carrier TATA; John's app writes to a mobile
+    number, the gateway delivers it as deliver_sm on Kannel's transceiver bind, and smsbox
+    hands it to its sms-service get-url with John's DID (E.164) as the sender."""
+    gw = make_env()
+    gw.ctl.ok("policy", "add", "--pattern", "9647%", "--carrier", "TATA")
+    gw.ctl.ok("carrier", "set", "TATA", "--concat", concat)
+    gw.start()
+    app = john(sip_ua, gw)
+    box = kannel(gw)
+    for number, text in [
+        ("+9647701234567", "Thanks, see you at 5"),
+        ("+9647801234567", "شكراً، أراك في الخامسة"),  # UCS-2 on the wire
+        ("+9647901234567", LONG_MO),  # 2 parts, joined again by bearerbox
+    ]:
+        assert app.send_message(f"sip:{number}@{gw.domain}", text) == 202
+        mo = box.wait_mo(lambda r, n=number: r.params["to"].lstrip("+") == n[1:])
+        assert mo.params["from"] == JOHN_DID, mo  # TON 1 NPI 1: Kannel shows it with a +
+        assert mo_text(mo) == text, mo
+        assert mo.params["smsc"] == "gateway"
+    assert len(box.mos()) == 3  # once each
+    long_parts = [p for p in box.pdus("deliver_sm") if p["destination_addr"] == "9647901234567"]
+    if concat == "udh":
+        assert [p["esm_class"] for p in long_parts] == ["64", "64"]  # UDHI
+    else:  # SAR TLVs, no UDH
+        assert [(p["esm_class"], p["sar_segment_seqnum"]) for p in long_parts] == [
+            ("0", "1"),
+            ("0", "2"),
+        ]
