@@ -168,6 +168,11 @@ def settlement_show(obj: Any, month: str, carrier: str, as_json: bool) -> None:
     header["totals"] = ", ".join(f"{a} {c}" for c, a in s["totals"].items()) or "-"
     render.details(header)
     _print_lines(s["lines"])
+    cost = s.get("outbound_cost")
+    if cost is not None:  # what we pay the carrier for what it took from us: apart
+        totals = ", ".join(f"{a} {c}" for c, a in cost["totals"].items()) or "-"
+        click.echo(f"outbound (cost): {cost['messages']:,} msgs delivered to it, total {totals}")
+        _print_lines(cost["lines"])
 
 
 @settlement.command("list")
@@ -298,8 +303,11 @@ def usage_cmd(obj: Any, carrier: str, first: str, last: str, as_json: bool) -> N
     with store(obj) as engine, engine.connect() as conn:
         [who] = runs.billing_of(conn, carrier)
         rows = usage.per_day(conn, who, start, end)
+        out = usage.per_day(conn, who, start, end, leg="out")
+    if not any(r["messages"] for r in out):
+        out = []  # it took nothing from us: the report is its inbound one alone
     if as_json:
-        click.echo(render.to_json(rows))
+        click.echo(render.to_json({"inbound": rows, "outbound": out} if out else rows))
         return
     render.table(
         rows,
@@ -308,6 +316,13 @@ def usage_cmd(obj: Any, carrier: str, first: str, last: str, as_json: bool) -> N
         title=f"{who.name} ({who.timezone})",
     )  # fmt: skip
     click.echo(f"total: {sum(r['messages'] for r in rows):,} messages")
+    if out:
+        render.table(
+            out,
+            ("day", "messages", "parts", "delivered"),
+            title=f"{who.name}: outbound (cost) - messages delivered to it",
+        )
+        click.echo(f"outbound total: {sum(r['messages'] for r in out):,} messages")
 
 
 @click.group("cdrs")

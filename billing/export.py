@@ -74,6 +74,15 @@ def to_json(s: Mapping[str, Any]) -> str:
         "lines": [{k: _text(v) for k, v in line.items()} for line in s["lines"]],
         "totals": [{"currency": c, "amount": _text(a)} for c, a in s["totals"].items()],
     }
+    cost = s.get("outbound_cost")
+    if cost is not None:  # what we pay the carrier (leg out), apart from what it pays us
+        doc["outbound_cost"] = {
+            "messages": cost["messages"],
+            "parts": cost["parts"],
+            "unrated": cost["unrated"],
+            "lines": [{k: _text(v) for k, v in line.items()} for line in cost["lines"]],
+            "totals": [{"currency": c, "amount": _text(a)} for c, a in cost["totals"].items()],
+        }
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -102,6 +111,21 @@ def to_csv(s: Mapping[str, Any]) -> str:
             "amount": amount,
         }
         writer.writerow(["" if row.get(c) is None else _text(row.get(c)) for c in CSV_COLUMNS])
+    cost = s.get("outbound_cost")
+    if cost is not None:  # outbound (cost) rows: kind prefixed "cost-", after the invoice
+        for line in cost["lines"]:
+            row = {**common, **line, "line": line["seq"], "kind": f"cost-{line['kind']}"}
+            writer.writerow(["" if row.get(c) is None else _text(row.get(c)) for c in CSV_COLUMNS])
+        for currency, amount in cost["totals"].items():
+            row = {
+                **common,
+                "kind": "cost-total",
+                "source_period": s["period"],
+                "description": f"outbound (cost) total {currency}",
+                "currency": currency,
+                "amount": amount,
+            }
+            writer.writerow(["" if row.get(c) is None else _text(row.get(c)) for c in CSV_COLUMNS])
     return out.getvalue()
 
 
@@ -164,6 +188,20 @@ def to_pdf(s: Mapping[str, Any]) -> bytes:
             text_line(f"Total {currency}: {amount}", 12, "B", 7)
     else:
         text_line("Total: nothing to invoice", 12, "B", 7)
+    cost = s.get("outbound_cost")
+    if cost is not None:  # what we pay the carrier, apart: not part of the totals above
+        pdf.ln(2)
+        text_line("Outbound (cost): messages we delivered to the carrier", 11, "B")
+        for line in cost["lines"]:
+            price = "-" if line["unit_price"] is None else f"{line['unit_price']}"
+            amount = "not priced" if line["amount"] is None else f"{line['amount']}"
+            text_line(
+                f"{line['seq']}. [{line['kind']}] {line['description']}: {line['messages']:,}"
+                f" msgs, {line['units']:,} units x {price} = {amount} {line['currency'] or ''}",
+                8, "", 4,
+            )  # fmt: skip
+        for currency, amount in cost["totals"].items():
+            text_line(f"Outbound (cost) total {currency}: {amount}", 10, "B", 6)
     pdf.ln(2)
     text_line(f"Rounding: {ROUNDING_NOTE}.", 8, "", 4)
     text_line(f"Built from {s['cdr_count']:,} CDRs; CDR set checksum (SHA-256):", 8, "", 4)

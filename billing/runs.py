@@ -18,6 +18,7 @@ as ``adjustment`` lines. No timing window is involved, so no CDR is billed twice
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -130,11 +131,12 @@ def fees_of(conn: Connection, carrier_id: int) -> list[Fee]:
     ]
 
 
-def in_period(carrier_id: int, start: datetime, end: datetime) -> Any:
-    """The carrier's CDRs (leg in) accepted in [start, end): the filter every report uses."""
+def in_period(carrier_id: int, start: datetime, end: datetime, leg: str = cdr.LEG_IN) -> Any:
+    """The carrier's CDRs (leg in; ``out``: what we delivered to it) accepted in [start, end):
+    the filter every report uses."""
     return and_(
         cdrs.c.carrier_id == carrier_id,
-        cdrs.c.leg == cdr.LEG_IN,
+        cdrs.c.leg == leg,
         cdrs.c.accepted_at >= start,
         cdrs.c.accepted_at < end,
     )
@@ -148,8 +150,9 @@ def aggregate(
     end: datetime,
     key_length: int,
     boundaries: list[datetime],
+    leg: str = cdr.LEG_IN,
 ) -> Aggregate:
-    """The month's CDRs grouped for rating, and their fingerprint, in one query."""
+    """The month's CDRs (of ``leg``) grouped for rating, and their fingerprint, in one query."""
     key: Any = func.substr(cdrs.c.destination, 1, key_length) if key_length else literal("")
     bucket: Any = (
         case(
@@ -167,7 +170,7 @@ def aggregate(
             func.sum(cdrs.c.parts),
             *cdr.fingerprint_terms()[1:],
         )
-        .where(in_period(carrier_id, start, end))
+        .where(in_period(carrier_id, start, end, leg))
         .group_by(text("1, 2, 3"))  # by position: PostgreSQL cannot match bound expressions
     )
     groups: list[Group] = []
@@ -527,6 +530,42 @@ def run(
 _INTERNAL = ("id", "settlement_id")
 
 
+def outbound_cost(
+    conn: Connection, carrier: CarrierBilling, period: str, start: datetime, end: datetime
+) -> dict[str, Any] | None:
+    """What we pay the carrier for the messages it took from us (CDRs of leg ``out``,
+    accepted in [start, end)), rated by its ``out`` tariffs: lines and totals, apart from
+    what it pays us. None when it took nothing in the period. Computed when shown (never
+    frozen with the settlement: the settlement's own lines and totals are what it pays us)."""
+    table = rate_table(conn, carrier, cdr.LEG_OUT)
+    boundaries = table.boundaries(start, end)
+    usage = aggregate(
+        conn, carrier.id, period, start, end, table.key_length, boundaries, leg=cdr.LEG_OUT
+    )
+    if not usage.groups:
+        return None
+    starts = [start, *boundaries]
+    statement = build(
+        period,
+        usage.groups,
+        lambda g: table.at(g.dest_key, starts[g.bucket]),
+        billable="accepted",  # a leg out exists only for what the carrier took
+        fees=[],
+        bounds=lambda _: (start, end),
+        tz=carrier.tz,
+    )
+    return {
+        "messages": statement.messages,
+        "parts": statement.parts,
+        "unrated": statement.unrated,
+        "lines": [
+            {k: v for k, v in dataclasses.asdict(line).items() if k != "tariff_id"}
+            for line in statement.lines
+        ],
+        "totals": dict(statement.totals),
+    }
+
+
 def load(conn: Connection, carrier_name: str, month_text: str) -> dict[str, Any]:
     """A stored settlement as the exports show it: header, lines, totals, message counts."""
     month = parse_month(month_text)
@@ -560,7 +599,9 @@ def load(conn: Connection, carrier_name: str, month_text: str) -> dict[str, Any]
         if line["amount"] is not None and line["currency"] is not None:
             totals[line["currency"]] = totals.get(line["currency"], Decimal(0)) + line["amount"]
     billable = row["billable"]
+    cost = outbound_cost(conn, carrier, str(month), row["period_start"], row["period_end"])
     return {
+        **({"outbound_cost": cost} if cost is not None else {}),
         "carrier": carrier.name,
         "period": row["period"],
         "state": row["state"],

@@ -1,7 +1,8 @@
 # Usage reports: a carrier's messages per day, and its itemised CDRs for disputes.
 """``gatewayctl usage`` counts a carrier's CDRs per day of its billing time zone, by final
 state; ``gatewayctl cdrs export`` lists them one by one, with the message id as the carrier
-received it (decimal or hex, its receipt_id setting) and the tariff that rated each, so a
+received it (decimal or hex, its receipt_id setting; for a concatenated message the first
+part's id, the other parts' ids in ``other_part_ids``) and the tariff that rated each, so a
 carrier can compare line by line with its own records. Both stream: a month of millions of
 CDRs is never held in memory."""
 
@@ -27,6 +28,7 @@ from gateway.store.schema import carriers, cdrs
 MAX_DAYS = 366
 CDR_COLUMNS = (
     "message_id",
+    "other_part_ids",
     "accepted_at",
     "final_at",
     "source",
@@ -51,8 +53,12 @@ def check_range(first: date, last: date) -> None:
         raise InvalidInput("to", f"at most {MAX_DAYS} days at a time")
 
 
-def per_day(conn: Connection, carrier: CarrierBilling, first: date, last: date) -> list[dict]:
-    """One row per day from ``first`` to ``last`` (the carrier's zone): counts by state."""
+def per_day(
+    conn: Connection, carrier: CarrierBilling, first: date, last: date, leg: str = cdr.LEG_IN
+) -> list[dict]:
+    """One row per day from ``first`` to ``last`` (the carrier's zone): counts by state.
+    ``leg`` ``out``: the messages we delivered to the carrier (outbound, our cost), whose
+    ``billable`` counts every one (the carrier took each)."""
     check_range(first, last)
     tz = carrier.tz
     rows: list[dict[str, Any]] = []
@@ -62,14 +68,15 @@ def per_day(conn: Connection, carrier: CarrierBilling, first: date, last: date) 
         parts = 0
         query = (
             select(cdrs.c.state, func.count(), func.sum(cdrs.c.parts))
-            .where(in_period(carrier.id, day_start(day, tz), day_end(day, tz)))
+            .where(in_period(carrier.id, day_start(day, tz), day_end(day, tz), leg))
             .group_by(cdrs.c.state)
         )
         for state, n, p in conn.execute(query):
             counts[state] = counts.get(state, 0) + int(n)
             parts += int(p)
         total = sum(counts.values())
-        billable = sum(n for s, n in counts.items() if is_billable(s, carrier.billable))
+        rule = carrier.billable if leg == cdr.LEG_IN else "accepted"
+        billable = sum(n for s, n in counts.items() if is_billable(s, rule))
         rows.append(
             {"day": day.isoformat(), "messages": total, "parts": parts, "billable": billable,
              **counts}
@@ -103,8 +110,10 @@ def itemised(conn: Connection, carrier: CarrierBilling, first: date, last: date)
     for row in conn.execute(query).mappings():
         billable = is_billable(row["state"], carrier.billable)
         rate = table.at(row["destination"], row["accepted_at"]) if billable else None
+        ids = [int(i) for i in (row["part_ids"] or "").split()] or [row["message_id"]]
         yield {
-            "message_id": format_message_id(row["message_id"], style),
+            "message_id": format_message_id(ids[0], style),
+            "other_part_ids": " ".join(format_message_id(i, style) for i in ids[1:]) or None,
             "accepted_at": row["accepted_at"].isoformat(),
             "final_at": row["final_at"].isoformat() if row["final_at"] else None,
             "source": row["source"],

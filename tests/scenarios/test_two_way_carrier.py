@@ -125,6 +125,17 @@ def test_app_message_reaches_the_bound_carrier_as_mo_deliver_sm(make_env) -> Non
     assert len(out) == 3 and {c["route"] for c in out} == {"carrier:ZAIN"}
     assert {c["account_id"] for c in out} == {found[LONG]["account_id"]}
     assert len(listed(gw)) == 3
+    # the carrier's settlement shows what we pay it (4 segments x 0.004) apart, its own
+    # invoice (it sent us nothing) empty
+    month = found[LONG]["accepted_at"].strftime("%Y-%m")
+    gw.ctl.ok("settlement", "run", "--month", month, "--carrier", "ZAIN")
+    doc = json.loads(
+        gw.ctl.ok("settlement", "show", "--month", month, "--carrier", "ZAIN", "--json").stdout
+    )
+    assert doc["totals"] == [] and doc["messages"] == 0
+    cost = doc["outbound_cost"]
+    assert (cost["messages"], cost["parts"]) == (3, 4)
+    assert cost["totals"] == [{"amount": "0.02", "currency": "USD"}]
 
 
 def test_unbound_carrier_waits_then_delivered_when_it_binds(make_env) -> None:
@@ -178,3 +189,31 @@ def test_failover_to_the_next_policys_carrier_with_sar(make_env) -> None:
         ("in", "carrier:ASIA"),
         ("out", "carrier:ASIA"),
     }
+
+
+def test_a_permanent_refusal_fails_over_to_the_next_carrier(make_env) -> None:
+    gw = make_env()
+    add_carrier(gw, "ZAIN", ZAIN_PW)
+    add_carrier(gw, "ASIA", ASIA_PW)
+    gw.ctl.ok("policy", "add", "--pattern", "9647%", "--carrier", "ZAIN", "--priority", "1")
+    gw.ctl.ok("policy", "add", "--pattern", "9647%", "--carrier", "ASIA", "--priority", "2")
+    gw.start()
+    with (
+        Carrier(gw.smpp_port, system_id="ZAIN", password=ZAIN_PW) as zain,
+        Carrier(gw.smpp_port, system_id="ASIA", password=ASIA_PW) as asia,
+    ):
+
+        def refuse(pdu: Any) -> int:
+            zain.delivered.put(pdu)
+            return 0x45  # ESME_RSUBMITFAIL: permanent
+
+        zain.client.set_message_received_handler(refuse)
+        assert app_send(gw, "who takes it?") == [202]
+        [first] = deliver_sms(zain, 1)  # ZAIN refuses it ...
+        [second] = deliver_sms(asia, 1)  # ... so the next policy's carrier gets it
+    assert first.short_message == second.short_message == b"who takes it?"
+    [message] = listed(gw)
+    shown = wait_for_state(gw, message["id"], "delivered")
+    assert shown["message"]["route"] == "carrier:ASIA"
+    asia_id = 3  # after TATA (make_env) and ZAIN
+    assert {(c["leg"], c["carrier_id"]) for c in shown["cdrs"]} == {("in", None), ("out", asia_id)}
