@@ -59,10 +59,10 @@ def prose_and_code(text: str) -> tuple[str, str]:
 def references(path: Path) -> list[str]:
     """The file references of one document (or comments of one source file)."""
     text = path.read_text(encoding="utf-8", errors="replace")
-    found = PARENT.findall(text)
-    if path.suffix == ".py":
+    if path.suffix == ".py":  # its comments and docstrings (code may hold "../" on purpose)
         comments = "\n".join(re.findall(r"#.*$|\"\"\"(?:.|\n)*?\"\"\"", text, flags=re.M))
-        return [*found, *(m for m in MD_NAME.findall(comments) if m != "docs.md")]
+        return [*PARENT.findall(comments), *MD_NAME.findall(comments)]
+    found = PARENT.findall(text)
     prose = prose_and_code(text)[0] if path.suffix == ".md" else text
     found += [m for m in LINK.findall(prose) if not re.match(r"^[a-z]+:|^#", m)]
     for inline in INLINE.findall(prose):
