@@ -106,6 +106,7 @@ def test_scenario_1_1_and_tata_provisioning_show_up_in_list_json(ctl) -> None:
             "throughput": 100,
             "receipt_id": "dec",
             "data_coding": "gsm",
+            "concat": "udh",
             "timezone": "UTC",
             "billable": "accepted",
             "enabled": True,
@@ -525,7 +526,13 @@ def test_connections_and_policies(ctl) -> None:
     )
     ctl.ok("policy", "add", "--pattern", "+222%", "--connection", "Messages to vendor via SMPP")
     assert ctl.json("policy", "list") == [
-        {"id": 1, "pattern": "222%", "connection": "Messages to vendor via SMPP", "priority": 0}
+        {
+            "id": 1,
+            "pattern": "222%",
+            "connection": "Messages to vendor via SMPP",
+            "carrier": None,
+            "priority": 0,
+        }
     ]
     ctl.refused(
         "policy",
