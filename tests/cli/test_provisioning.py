@@ -122,6 +122,7 @@ def test_scenario_1_1_and_tata_provisioning_show_up_in_list_json(ctl) -> None:
             "from": "2026-01-01",
             "to": None,
             "unit": "message",
+            "direction": "in",
         }
     ]
     assert ctl.json("account", "show", "1111")["dids"] == ["964111222333"]
