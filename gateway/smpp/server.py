@@ -194,7 +194,8 @@ class SmppServer:
             self._summarise()
 
     def enforce_directory(self) -> None:
-        """After a reload: binds of carriers that were disabled or removed are unbound."""
+        """After a reload: binds of carriers that were disabled or removed, and binds from an
+        address the carrier's allow-list no longer holds, are unbound."""
         for conn in list(self.connections):
             carrier = conn.carrier
             if carrier is None or not conn.bound:
@@ -203,6 +204,11 @@ class SmppServer:
             if now is None or not now.enabled or now.system_id != carrier.system_id:
                 log.warning(
                     "carrier %s was disabled or removed: unbinding %s", carrier.name, conn.address
+                )
+                conn.shut_down()
+            elif not now.allows(conn.address):
+                log.warning(
+                    "carrier %s no longer allows %s: unbinding it", carrier.name, conn.address
                 )
                 conn.shut_down()
 

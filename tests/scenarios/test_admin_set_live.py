@@ -5,6 +5,7 @@ import socket
 
 import smpplib.client
 import smpplib.exceptions
+import smpplib.smpp
 
 from gateway.smpp.constants import Status
 
@@ -78,3 +79,38 @@ def test_connection_set_port_makes_the_gateway_reconnect_to_the_new_port(make_en
     finally:
         old.close()
         new.close()
+
+
+def test_a_bind_from_an_address_taken_off_the_allow_list_is_unbound(make_env) -> None:
+    """`carrier set --remove-allow-ip` ends the binds already up from that address on the
+    next reload (the gateway sends unbind), while a bind from an address still allowed stays."""
+    gw = make_env(carrier=False)
+    gw.ctl.ok(
+        "carrier", "add", "ACME", "--system-id", "ACME", "--password", ACME_PW,
+        "--allow-ip", "127.0.0.2", "--allow-ip", "127.0.0.3",
+    )  # fmt: skip
+    gw.start()
+    clients = {}
+    try:
+        for address in ("127.0.0.2", "127.0.0.3"):
+            client = smpplib.client.Client(
+                "127.0.0.1", gw.smpp_port, timeout=TIMEOUT, allow_unknown_opt_params=True
+            )
+            sock = socket.socket()
+            sock.settimeout(TIMEOUT)
+            sock.bind((address, 0))
+            client._socket = sock
+            client.connect()
+            client.bind_transceiver(system_id="ACME", password=ACME_PW)
+            clients[address] = client
+        gw.ctl.ok("carrier", "set", "ACME", "--remove-allow-ip", "127.0.0.2")
+        gw.wait_for_log(r"carrier ACME no longer allows 127\.0\.0\.2: unbinding it")
+        pdu = clients["127.0.0.2"].read_pdu()  # the gateway's unbind
+        assert pdu.command == "unbind"
+        clients["127.0.0.3"].send_pdu(
+            smpplib.smpp.make_pdu("enquire_link", client=clients["127.0.0.3"])
+        )
+        assert clients["127.0.0.3"].read_pdu().command == "enquire_link_resp"  # still bound
+    finally:
+        for client in clients.values():
+            client.disconnect()
