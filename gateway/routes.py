@@ -84,9 +84,16 @@ def read_routing_rows(conn: Connection) -> RoutingRows:
         (pattern, connection, name, priority, bool(enabled), False)
         if connection is not None
         else (pattern, carrier, carrier_name, priority, bool(carrier_enabled), True)
-        for pattern, connection, name, enabled, carrier, carrier_name, carrier_enabled, priority in conn.execute(
-            policy_query
-        )
+        for (
+            pattern,
+            connection,
+            name,
+            enabled,
+            carrier,
+            carrier_name,
+            carrier_enabled,
+            priority,
+        ) in conn.execute(policy_query)
     )
     return RoutingRows(found_dids, found_policies)
 

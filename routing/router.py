@@ -152,9 +152,7 @@ class RoutingTable:
             route = Route(connection, name, pattern, priority, carrier)
             entries.append((pattern, priority, _Policy(route, enabled)))
         # PatternTable breaks ties by the order it is given: make that the connection name.
-        entries.sort(
-            key=lambda e: (e[2].route.name, e[2].route.carrier, e[2].route.connection)
-        )
+        entries.sort(key=lambda e: (e[2].route.name, e[2].route.carrier, e[2].route.connection))
         return cls(table, PatternTable(entries))
 
     @property
