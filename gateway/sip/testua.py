@@ -2,9 +2,10 @@
 """The built-in test UA: ``gatewayctl demo`` plays the app with it, and exact-wire tests use
 it to send hand-built requests and to answer the gateway's requests with any status (or
 not at all). It answers digest challenges (MD5 or SHA-256, qop=auth: the first challenge
-offered, or the one of ``algorithm`` when set) and does no
-retransmission, so it is for loopback and tests, not for a real network; pjsua2 and sipp
-are the real apps in the test suite.
+offered, or the one of ``algorithm`` when set). It sends a request again over UDP only when
+``retransmit`` is set (timer E: after 0.5 s, doubling up to 4 s), for tests where the
+gateway's socket is flooded; it is for loopback and tests, not for a real network: pjsua2,
+baresip, Linphone and sipp are the real apps in the test suite.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from gateway.sip.auth import Credentials, format_credentials, response_for
 from gateway.sip.message import Request, Response, StreamParser, build_response, parse_message
 
 DOMAIN = "env1.example.net"
+T1, T2 = 0.5, 4.0  # RFC 3261 timers: first retransmission, longest interval (seconds)
+ANSWER_TIMEOUT = 10.0  # how long a request waits for its final answer
 
 
 @dataclass
@@ -38,6 +41,7 @@ class TestUA:
     pongs: asyncio.Queue = field(default_factory=asyncio.Queue)
     nonce: str | None = None  # the last nonce a challenge gave
     used_algorithm: str = "MD5"  # the algorithm of the last challenge answered
+    retransmit: bool = False  # over UDP, send a request again until its final answer (timer E)
     _cseq: int = 0
     _nc: int = 0
 
@@ -121,11 +125,43 @@ class TestUA:
             if response.status >= 200:
                 return response
 
+    async def _exchange(self, method: str, uri: str, call_id: str, kw: dict[str, Any]) -> Response:
+        """Send one request and wait for its final answer (matched by Call-ID and CSeq, so a
+        late copy of an earlier answer is passed over); over UDP with ``retransmit`` the
+        request goes again after T1, doubling up to T2, until the answer or the timeout."""
+        if kw.get("cseq") is None:
+            self._cseq += 1
+            kw = {**kw, "cseq": self._cseq}
+        cseq = int(kw["cseq"])
+        data = self.build(method, uri, call_id=call_id, **kw)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ANSWER_TIMEOUT
+        interval = T1
+        resend = self.retransmit and self.transport == "udp"
+        self.send_raw(data)
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError(f"no final answer to {method} within {ANSWER_TIMEOUT:g} s")
+            try:
+                response = await asyncio.wait_for(
+                    self.responses.get(), min(left, interval) if resend else left
+                )
+            except TimeoutError:
+                if resend and loop.time() < deadline:
+                    self.send_raw(data)
+                    interval = min(interval * 2, T2)
+                continue
+            if response.status < 200:
+                continue
+            number = (response.headers.get("cseq") or "0").split(maxsplit=1)[0]
+            if response.headers.get("call-id") == call_id and number == str(cseq):
+                return response
+
     async def request(self, method: str, uri: str, *, auth: bool = True, **kw: Any) -> Response:
         """Send; answer one 401/407 with digest credentials when ``auth``; the final answer."""
         call_id = kw.pop("call_id", None) or secrets.token_hex(8)
-        self.send_raw(self.build(method, uri, call_id=call_id, **kw))
-        response = await self.final()
+        response = await self._exchange(method, uri, call_id, kw)
         if not auth or response.status not in (401, 407):
             return response
         name = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
@@ -143,8 +179,8 @@ class TestUA:
         self._nc += 1
         header = "Authorization" if response.status == 401 else "Proxy-Authorization"
         headers = [*kw.pop("headers", []), (header, self.credentials(method, uri, self.nonce, 1))]
-        self.send_raw(self.build(method, uri, call_id=call_id, headers=headers, **kw))
-        return await self.final()
+        kw.pop("cseq", None)  # the answer with credentials is a new request: a new CSeq
+        return await self._exchange(method, uri, call_id, {**kw, "headers": headers})
 
     def credentials(self, method: str, uri: str, nonce: str, nc: int) -> str:
         """The digest credentials (qop=auth) for a request with ``nonce`` and count ``nc``."""

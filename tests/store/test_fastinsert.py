@@ -137,6 +137,7 @@ def test_grouped_updates_and_ignored_duplicates_in_one_batch(store_url: str) -> 
         "reason": None,
         "accepted_at": when,
         "final_at": when,
+        "part_ids": None,
     }
     batch = Batch(IdAllocator(engine))
     for i in (1, 2, 3):
@@ -183,12 +184,13 @@ def test_ids_taken_inside_the_transaction_need_no_second_connection(store_url: s
         def stage(self, batch):
             [first] = batch.new_ids(1)  # a row written first: the transaction holds the lock
             batch.add(outbox, {"id": first, "carrier_id": 1, "message_id": None, "pdu": b"x",
-                               "created_at": when, "attempts": 0})  # fmt: skip
+                               "created_at": when, "attempts": 0, "part": None})  # fmt: skip
 
             def inside(conn):
                 for pk in batch.new_ids(30):  # more than one block of 10
                     batch.add(outbox, {"id": pk, "carrier_id": 1, "message_id": None,
-                                       "pdu": b"x", "created_at": when, "attempts": 0})  # fmt: skip
+                                       "pdu": b"x", "created_at": when, "attempts": 0,
+                                       "part": None})  # fmt: skip
 
             batch.then(inside)
 
