@@ -22,6 +22,7 @@ from gateway.errors import InvalidInput
 from gateway.provisioning import fields as F
 from gateway.store.engine import translated
 from gateway.store.schema import carriers, settlements
+from gateway.words import count, plural
 
 FORMATS = ("csv", "json", "pdf")
 month_option = click.option("--month", required=True, metavar="YYYY-MM", help="The month.")
@@ -49,14 +50,30 @@ def _money(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def line_counts(line: dict[str, Any]) -> str:
+    """A line's counts in words: ``3 msgs, 3 units x 0.01``; a fee shows the volume it was
+    computed on (``on 1,500 msgs``) and units only with a unit price; a fixed fee, nothing."""
+    shown: list[str] = []
+    if line["kind"] == "fee":
+        for name, noun in (("messages", "msg"), ("parts", "segment")):
+            if line[name] is not None:
+                shown.append(f"on {count(line[name], noun)}")
+    elif line["messages"] is not None:
+        shown.append(count(line["messages"], "msg"))
+    if line["units"] is not None:
+        price = "" if line["unit_price"] is None else f" x {line['unit_price']}"
+        shown.append(count(line["units"], "unit") + price)
+    return ", ".join(shown)
+
+
 def _print_lines(lines: list[dict[str, Any]]) -> None:
     """One line per invoice line: what, counts, unit price, amount."""
     for line in lines:
-        price = "" if line["unit_price"] is None else f" x {line['unit_price']}"
         amount = f"{_money(line['amount'])} {line['currency'] or ''}".rstrip()
+        counts = line_counts(line)
         click.echo(
             f"  {line['seq']:>3}. {line['kind']:<10} {line['description']}: "
-            f"{line['messages']:,} msgs, {line['units']:,} units{price} = {amount}"
+            f"{counts + ' = ' if counts else ''}{amount}"
         )
 
 
@@ -68,22 +85,27 @@ def _print_outcome(o: runs.Outcome) -> None:
     assert s is not None
     totals = ", ".join(f"{a} {c}" for c, a in s.totals.items()) or "nothing to invoice"
     click.echo(
-        f"{o.carrier} {o.period} ({o.state}): {s.messages:,} billable messages, "
-        f"{s.parts:,} parts; total {totals}"
+        f"{o.carrier} {o.period} ({o.state}): {count(s.messages, 'billable message')}, "
+        f"{count(s.parts, 'part')}; total {totals}"
     )
     _print_lines([dataclasses.asdict(line) for line in s.lines])
     if s.unrated:
-        click.echo(f"  warning: {s.unrated:,} billable messages have no tariff (not priced)")
+        click.echo(
+            f"  warning: {count(s.unrated, 'billable message')} {plural(s.unrated, 'has')} no"
+            " tariff (not priced): see the unrated lines"
+        )
     if s.not_billable:
-        click.echo(f"  {s.not_billable:,} messages not billable (carrier pays delivered only)")
+        click.echo(
+            f"  {count(s.not_billable, 'message')} not billable (carrier pays delivered only)"
+        )
     if o.pending:
         click.echo(
-            f"  {o.pending:,} messages of the month are not final yet (billed when final, as a "
-            "later adjustment if the month is final by then)"
+            f"  {count(o.pending, 'message')} of the month {plural(o.pending, 'is')} not final yet"
+            " (billed when final, as a later adjustment if the month is final by then)"
         )
     for notice in o.notices:
         click.echo(f"  warning: {notice}")
-    click.echo(f"  CDRs {o.cdr_count:,}, checksum {o.checksum}")
+    click.echo(f"  {count(o.cdr_count, 'CDR')}, checksum {o.checksum}")
 
 
 def _outcome_json(o: runs.Outcome) -> dict[str, Any]:
@@ -171,7 +193,8 @@ def settlement_show(obj: Any, month: str, carrier: str, as_json: bool) -> None:
     cost = s.get("outbound_cost")
     if cost is not None:  # what we pay the carrier for what it took from us: apart
         totals = ", ".join(f"{a} {c}" for c, a in cost["totals"].items()) or "-"
-        click.echo(f"outbound (cost): {cost['messages']:,} msgs delivered to it, total {totals}")
+        delivered = count(cost["messages"], "msg")
+        click.echo(f"outbound (cost): {delivered} delivered to it, total {totals}")
         _print_lines(cost["lines"])
 
 
@@ -280,7 +303,7 @@ def settlement_export(obj: Any, month: str, carrier: str | None, fmt: str, out: 
             sys.stdout.flush()
             return
         _write(Path(out), data)
-        click.echo(f"wrote {out} ({len(data):,} bytes)")
+        click.echo(f"wrote {out} ({count(len(data), 'byte')})")
         return
     folder = Path(out)
     for name, doc in docs:
@@ -315,14 +338,14 @@ def usage_cmd(obj: Any, carrier: str, first: str, last: str, as_json: bool) -> N
          "deleted"),
         title=f"{who.name} ({who.timezone})",
     )  # fmt: skip
-    click.echo(f"total: {sum(r['messages'] for r in rows):,} messages")
+    click.echo(f"total: {count(sum(r['messages'] for r in rows), 'message')}")
     if out:
         render.table(
             out,
             ("day", "messages", "parts", "delivered"),
             title=f"{who.name}: outbound (cost) - messages delivered to it",
         )
-        click.echo(f"outbound total: {sum(r['messages'] for r in out):,} messages")
+        click.echo(f"outbound total: {count(sum(r['messages'] for r in out), 'message')}")
 
 
 @click.group("cdrs")
@@ -358,7 +381,7 @@ def cdrs_export(obj: Any, carrier: str, first: str, last: str, fmt: str, out: st
                 raise InvalidInput("--out", f"cannot write {out}: {error.strerror}") from None
             with f:
                 n = write(rows, f)
-    click.echo(f"wrote {n:,} CDRs to {out}")
+    click.echo(f"wrote {count(n, 'CDR')} to {out}")
 
 
 def counted(rows: Iterator[dict[str, Any]], shown: progress.Task) -> Iterator[dict[str, Any]]:

@@ -26,6 +26,7 @@ from typing import Any
 
 from billing.money import parse_price
 from gateway.errors import InvalidInput
+from gateway.words import count as counted
 
 KINDS = ("monthly", "volume-fee", "graduated", "volume-price")
 MAX_TIERS = 32
@@ -47,6 +48,11 @@ class Fee:
     tiers: tuple[Tier, ...]
     first_month: date  # first day of the first month it applies to
     last_month: date | None  # first day of the last month, None: open-ended
+
+    @property
+    def by_volume(self) -> bool:
+        """Whether the charge depends on the month's volume (every kind but ``monthly``)."""
+        return self.kind != "monthly"
 
     def applies(self, month_first_day: date) -> bool:
         return self.first_month <= month_first_day and (
@@ -119,11 +125,11 @@ def charges(fee: Fee, volume: int) -> list[Charge]:
         return [Charge(fee.name, 0, None, fee.tiers[0].price)]
     if fee.kind == "volume-fee":
         band = _band(fee.tiers, volume)
-        label = f"{fee.name} (volume {volume:,} {unit}, band from {band.start:,})"
+        label = f"{fee.name} (volume {counted(volume, fee.unit)}, band from {band.start:,})"
         return [Charge(label, 0, None, band.price)]
     if fee.kind == "volume-price":
         band = _band(fee.tiers, volume)
-        label = f"{fee.name} (volume {volume:,} {unit}, band from {band.start:,})"
+        label = f"{fee.name} (volume {counted(volume, fee.unit)}, band from {band.start:,})"
         return [Charge(label, volume, band.price, band.price * volume)]
     if fee.kind == "graduated":
         out: list[Charge] = []

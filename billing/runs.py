@@ -32,9 +32,9 @@ from sqlalchemy.engine import Connection
 from billing import cdr
 from billing.fees import Fee, Tier
 from billing.periods import Month, parse_month, zone
-from billing.settlement import Group, Statement, build, is_billable
+from billing.settlement import MIN_KEY_LENGTH, Group, Statement, build, is_billable, shown_counts
 from billing.tariffs import RateTable, rate_of
-from gateway import progress
+from gateway import progress, words
 from gateway.errors import Conflict, NotFound
 from gateway.lifecycle import FINAL, MessageState
 from gateway.store.schema import (
@@ -295,14 +295,17 @@ def late_cdrs(conn: Connection, carrier: CarrierBilling, month: Month, start: da
                     Group(period, g.dest_key, g.bucket, g.state, g.messages - m, g.parts - p)
                 )
             elif g.messages < m:
+                gone = m - g.messages
                 late.notices.append(
-                    f"{carrier.name} {period}: {m - g.messages} CDRs invoiced are no longer in "
-                    "the store (removed outside the gateway?)"
+                    f"{carrier.name} {period}: {words.count(gone, 'CDR')} invoiced "
+                    f"{words.plural(gone, 'is')} no longer in the store (removed outside the"
+                    " gateway?)"
                 )
         if accounted:
             missing = sum(m for m, _ in accounted.values())
             late.notices.append(
-                f"{carrier.name} {period}: {missing} CDRs invoiced are no longer in the store"
+                f"{carrier.name} {period}: {words.count(missing, 'CDR')} invoiced "
+                f"{words.plural(missing, 'is')} no longer in the store"
             )
     return late
 
@@ -355,7 +358,8 @@ def compute(
     start, end = month_bounds(conn, carrier, month)
     table = rate_table(conn, carrier)
     boundaries = table.boundaries(start, end)
-    usage = aggregate(conn, carrier.id, str(month), start, end, table.key_length, boundaries)
+    key_length = max(table.key_length, MIN_KEY_LENGTH)  # unrated lines name the country at least
+    usage = aggregate(conn, carrier.id, str(month), start, end, key_length, boundaries)
     late = late_cdrs(conn, carrier, month, start)
     late.starts[str(month)] = [start, *boundaries]
     late.bounds[str(month)] = (start, end)
@@ -380,7 +384,7 @@ def compute(
         "period_start": start,
         "period_end": end,
         "billable": carrier.billable,
-        "key_length": table.key_length,
+        "key_length": key_length,
         "boundaries": [b.isoformat() for b in boundaries],
         "cdr_count": usage.fingerprint[0] + sum(g.messages for g in late.groups),
         "cdr_checksum": cdr.checksum(
@@ -403,9 +407,9 @@ def _line_row(settlement_id: int, line: Any) -> dict[str, Any]:
         "currency": line.currency,
         "unit": line.unit,
         "unit_price": line.unit_price,
-        "messages": line.messages,
-        "parts": line.parts,
-        "units": line.units,
+        "messages": line.messages or 0,  # NOT NULL: a fee line's "none" (shown_counts)
+        "parts": line.parts or 0,
+        "units": line.units or 0,
         "amount": line.amount,
     }
 
@@ -539,9 +543,8 @@ def outbound_cost(
     frozen with the settlement: the settlement's own lines and totals are what it pays us)."""
     table = rate_table(conn, carrier, cdr.LEG_OUT)
     boundaries = table.boundaries(start, end)
-    usage = aggregate(
-        conn, carrier.id, period, start, end, table.key_length, boundaries, leg=cdr.LEG_OUT
-    )
+    key_length = max(table.key_length, MIN_KEY_LENGTH)
+    usage = aggregate(conn, carrier.id, period, start, end, key_length, boundaries, leg=cdr.LEG_OUT)
     if not usage.groups:
         return None
     starts = [start, *boundaries]
@@ -617,6 +620,8 @@ def load(conn: Connection, carrier_name: str, month_text: str) -> dict[str, Any]
         "finalised_by": row["finalised_by"],
         "states": dict(sorted(states.items())),
         "messages": sum(n for s, n in states.items() if is_billable(s, billable)),
-        "lines": [{k: v for k, v in ln.items() if k not in _INTERNAL} for ln in lines],
+        "lines": [
+            shown_counts({k: v for k, v in ln.items() if k not in _INTERNAL}) for ln in lines
+        ],
         "totals": dict(sorted(totals.items())),
     }

@@ -6,10 +6,15 @@ function that names the tariff in effect for a group. Output is the invoice:
 
 * ``usage`` lines, one per tariff (a mid-month price change gives two lines for one prefix),
   with messages, parts, the units the tariff counts, the unit price and the amount;
-* ``unrated`` - billable messages no tariff covered: counted, never priced silently;
+* ``unrated`` lines - billable messages no tariff covered, one line per destination prefix
+  (the groups' key: the carrier's longest tariff prefix length, at least ``MIN_KEY_LENGTH``
+  digits so it holds the country code; cut shorter while a month would have more than
+  ``MAX_UNRATED_LINES``): counted, never priced silently, so finance sees what lacks a price;
 * ``adjustment`` lines - CDRs of an already finalised month that arrived after it was frozen,
   rated as they would have been then;
-* ``fee`` lines from the month's volume (billing/fees.py);
+* ``fee`` lines from the month's volume (billing/fees.py): a fee that depends on the volume
+  shows it (``messages``, or ``parts`` for a fee per segment), a fixed one none; ``units`` is
+  what a unit price multiplies, none without one (None, never a misleading 0);
 * totals per currency.
 
 Rounding happens once per line (``ROUNDING_RULE``); a total is the sum of its rounded lines.
@@ -22,6 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from billing.fees import Fee, charges
@@ -29,6 +35,12 @@ from billing.money import ROUNDING_RULE, quantize
 from billing.tariffs import Rate
 
 BILLABLE = ("accepted", "delivered")
+MIN_KEY_LENGTH = 3
+"""Destinations are grouped by at least their first 3 digits: an E.164 country code has 1-3,
+so an unrated line names at least the country."""
+MAX_UNRATED_LINES = 50
+"""At most this many unrated lines per month: more distinct keys are cut shorter (never below
+MIN_KEY_LENGTH digits) until they fit, so an invoice stays readable."""
 ROUNDING_NOTE = f"each line is rounded {ROUNDING_RULE}; totals are the sums of rounded lines"
 
 
@@ -55,10 +67,37 @@ class Line:
     currency: str | None
     unit: str | None
     unit_price: Decimal | None
-    messages: int
-    parts: int
-    units: int
+    messages: int | None  # None: a fee that does not depend on the volume (or a per-segment one)
+    parts: int | None  # None: a fee that does not depend on the volume (or a per-message one)
+    units: int | None  # what unit_price multiplies; None for a fixed amount
     amount: Decimal | None
+
+
+def shown_counts(line: dict[str, Any]) -> dict[str, Any]:
+    """A stored line as shown: the store keeps 0 where a fee line has no count (its columns are
+    NOT NULL); a fee shows its volume in its own unit's column, units only with a unit price."""
+    if line["kind"] != "fee":
+        return line
+    return {
+        **line,
+        "messages": line["messages"] if line["unit"] == "message" else None,
+        "parts": line["parts"] if line["unit"] == "segment" else None,
+        "units": line["units"] if line["unit_price"] is not None else None,
+    }
+
+
+def unrated_prefixes(by_key: dict[str, list[int]]) -> list[tuple[str, int, int]]:
+    """Unrated (messages, parts) by destination prefix, sorted: the groups' keys, cut shorter
+    while there are more than MAX_UNRATED_LINES of them (never below MIN_KEY_LENGTH digits)."""
+    length = max((len(key) for key in by_key), default=0)
+    while length > MIN_KEY_LENGTH and len({k[:length] for k in by_key}) > MAX_UNRATED_LINES:
+        length -= 1
+    merged: dict[str, list[int]] = {}
+    for key, (m, p) in by_key.items():
+        counts = merged.setdefault(key[:length], [0, 0])
+        counts[0] += m
+        counts[1] += p
+    return sorted((key, m, p) for key, (m, p) in merged.items())
 
 
 @dataclass
@@ -108,7 +147,7 @@ def build(
         raise ValueError(f"billable {billable!r} is not one of {BILLABLE}")
     rated: dict[tuple[str, str, int], list[int]] = {}  # (kind, source, tariff) -> [m, p]
     rates: dict[int, Rate] = {}
-    unrated: dict[str, list[int]] = {}  # source period -> [messages, parts]
+    unrated: dict[str, dict[str, list[int]]] = {}  # source period -> dest key -> [m, p]
     states: dict[str, int] = {}
     messages = parts = not_billable = unrated_count = 0
     for g in groups:
@@ -124,7 +163,7 @@ def build(
             parts += g.parts
         found = rate(g)
         if found is None:
-            counts = unrated.setdefault(g.source_period, [0, 0])
+            counts = unrated.setdefault(g.source_period, {}).setdefault(g.dest_key, [0, 0])
             if own:
                 unrated_count += g.messages
         else:
@@ -167,15 +206,16 @@ def build(
                     units=units,
                     amount=quantize(r.price * units, r.currency),
                 )
-            if source in unrated:
-                m, p = unrated[source]
-                text = "no tariff covers these destinations"
+            for prefix, m, p in unrated_prefixes(unrated.get(source, {})):
+                text = "no tariff covers these destinations"  # a settlement of keyless groups
+                if prefix:
+                    text = f"no tariff covers these destinations starting {prefix}"
                 if kind == "adjustment":
                     text = f"adjustment for {source}: {text}"
                 add(
                     kind="unrated" if kind == "usage" else "adjustment",
                     source_period=source,
-                    prefix=None,
+                    prefix=prefix or None,
                     description=text,
                     tariff_id=None,
                     currency=None,
@@ -201,11 +241,11 @@ def build(
                 description=charge.description,
                 tariff_id=None,
                 currency=fee.currency,
-                unit=fee.unit if charge.unit_price is not None else None,
+                unit=fee.unit if fee.by_volume else None,
                 unit_price=charge.unit_price,
-                messages=0,
-                parts=0,
-                units=charge.units,
+                messages=volume if fee.by_volume and fee.unit == "message" else None,
+                parts=volume if fee.by_volume and fee.unit == "segment" else None,
+                units=charge.units if charge.unit_price is not None else None,
                 amount=quantize(charge.amount, fee.currency),
             )
 

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, delete, func, or_, select, update
 
 from gateway.config import RetentionConfig
 from gateway.store.schema import carriers, cdrs, forwards, fragments, message_events, messages
+from gateway.words import count
 
 CHUNK = 5000
 
@@ -34,8 +35,8 @@ class Purged:
 
     def __str__(self) -> str:
         return (
-            f"{self.texts} message texts erased, {self.messages} message records and "
-            f"{self.cdrs} CDRs deleted"
+            f"{count(self.texts, 'message text')} erased, "
+            f"{count(self.messages, 'message record')} and {count(self.cdrs, 'CDR')} deleted"
         )
 
 

@@ -37,6 +37,7 @@ from gateway.store.schema import (
     messages,
 )
 from gateway.store.textcrypt import TextCipher, TextUnreadable, is_sealed, open_message
+from gateway.words import count
 from routing.numbers import normalise
 
 STATES = (*WAITING_STATES, "forwarded", *FINAL_STATES)
@@ -291,7 +292,7 @@ def render_show(found: dict[str, Any], env: str, with_text: bool) -> str:
     field("state", f"{m['state']}" + (f" since {_when(m['final_at'])}" if m["final_at"] else ""))
     if m["reason"]:
         field("reason", m["reason"] + (f" (code {m['error_code']})" if m["error_code"] else ""))
-    field("route", f"{m['route'] or '-'} after {m['attempts']} attempt(s)")
+    field("route", f"{m['route'] or '-'} after {count(m['attempts'], 'attempt')}")
     if m["path"]:
         came = " > ".join(m["path"].split(","))
         upstream = m["upstream_id"]
@@ -318,8 +319,10 @@ def render_show(found: dict[str, Any], env: str, with_text: bool) -> str:
         text = " ".join(part for part in (attempt, e["detail"] or "", where.strip()) if part)
         lines.append(f"  {_when(e['at'])}  {e['event']:<13} {text}".rstrip())
     for c in found["cdrs"]:
+        # CDR ids come from the message ids' allocator: label them, they are not message ids
         lines.append(
-            f"cdr {c['id']}: {c['state']}, {c['parts']} part(s), route {c['route'] or '-'},"
+            f"cdr {c['id']} (a CDR id, not a message id; leg {c['leg']}): {c['state']},"
+            f" {count(c['parts'], 'part')}, route {c['route'] or '-'},"
             f" final at {_when(c['final_at'])}"
         )
     if not found["cdrs"]:

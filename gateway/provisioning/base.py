@@ -190,11 +190,46 @@ class ByCarrier(Kind):
         """The first and last day (None: open-ended) the record prices."""
         raise NotImplementedError
 
-    def refuse_in_final(
+    start_word: ClassVar[str] = "on"  # "start it on 2026-11-01"; a fee: "in 2026-11"
+
+    def day_text(self, day: date) -> str:
+        """A day as the ``from``/``to`` fields take it (a tariff's day; a fee's month)."""
+        return day.isoformat()
+
+    # -- the rule for finalised months: one place for every carrier-owned kind -------------
+    def insert(self, ctx: Context, record: Record) -> None:
+        self.refuse_in_final(ctx, record)
+        self.write_new(ctx, record)
+
+    def update(self, ctx: Context, key: str, record: Record) -> None:
+        self.refuse_changed_days(ctx, self.records(ctx)[key], record)
+        self.write_changed(ctx, key, record)
+
+    def delete(self, ctx: Context, key: str) -> None:
+        record = self.records(ctx)[key]
+        found = self.final_month(ctx, record)
+        if found is not None:
+            period, after = found
+            raise Conflict(
+                f"{record['carrier']}'s settlement of {period} is final: {self.name} "
+                f"{record['id']} priced its days, so it stays on record (to end it, set its "
+                f"to: {self.day_text(after - timedelta(days=1))} or later)"
+            )
+        ctx.conn.execute(delete(self.table).where(self.table.c.id == self.pk(ctx, key)))
+
+    def write_new(self, ctx: Context, record: Record) -> None:
+        """Store a new record (``insert`` checked the final months first)."""
+        raise NotImplementedError
+
+    def write_changed(self, ctx: Context, key: str, record: Record) -> None:
+        """Store a changed record (``update`` checked the final months first)."""
+        raise NotImplementedError
+
+    def final_month(
         self, ctx: Context, record: Record, days: tuple[date, date | None] | None = None
-    ) -> None:
-        """Refuse a change that would price days (default: the record's span) of a finalised
-        month: its invoice is frozen, and its late CDRs must be rated as the invoice was."""
+    ) -> tuple[str, date] | None:
+        """The latest finalised month of the record's carrier among ``days`` (default: the
+        record's span), and the first day after it; None when the days touch none."""
         start, end = days or self.span(record)
         final = ctx.conn.execute(
             select(settlements.c.period)
@@ -207,25 +242,57 @@ class ByCarrier(Kind):
             month_start = date(year, month, 1)
             month_end = date(year + month // 12, month % 12 + 1, 1)  # exclusive
             if start < month_end and (end is None or month_start <= end):
-                raise Conflict(
-                    f"{record['carrier']}'s settlement of {period} is final: a {self.name} "
-                    f"change that prices its days would not reach its invoice (start it on "
-                    f"{month_end} or later)"
-                )
+                return period, month_end
+        return None
+
+    def refuse_in_final(
+        self,
+        ctx: Context,
+        record: Record,
+        days: tuple[date, date | None] | None = None,
+        *,
+        field: str = "from",
+        hint: Callable[[date], str] | None = None,
+    ) -> None:
+        """Refuse a change that would price days (default: the record's span) of a finalised
+        month: its invoice is frozen, and its late CDRs must be rated as the invoice was. One
+        line naming ``field`` (an InvalidInput, so ``apply`` says where in its file);
+        ``hint(first day after the month)`` says what to do instead."""
+        found = self.final_month(ctx, record, days)
+        if found is None:
+            return
+        period, after = found
+        start = f"start it {self.start_word} {self.day_text(after)} or later"
+        advice = hint(after) if hint else start
+        raise InvalidInput(
+            field,
+            f"{record['carrier']}'s settlement of {period} is final: a {self.name} change that "
+            f"prices its days would not reach its invoice ({advice})",
+        )
 
     def refuse_changed_days(self, ctx: Context, before: Record, after: Record) -> None:
         """For an update: only the days whose pricing changes must be outside final months."""
-        if any(before[f] != after[f] for f in self.public_fields if f not in ("id", "to")):
-            self.refuse_in_final(ctx, before)
-            self.refuse_in_final(ctx, after)
-        elif before["to"] != after["to"]:  # the start is part of the key: only the end moved
-            ends = [end for _, end in (self.span(before), self.span(after)) if end is not None]
-            later = None if len(ends) < 2 else max(ends)
-            self.refuse_in_final(ctx, after, (min(ends) + timedelta(days=1), later))
+        changed = [f for f in self.public_fields if f not in ("id", "to") and before[f] != after[f]]
+        if changed:
 
-    def delete(self, ctx: Context, key: str) -> None:
-        self.refuse_in_final(ctx, self.records(ctx)[key])
-        ctx.conn.execute(delete(self.table).where(self.table.c.id == self.pk(ctx, key)))
+            def instead(day: date) -> str:
+                return f"for new terms, add a new {self.name} from {self.day_text(day)}"
+
+            self.refuse_in_final(ctx, before, field=changed[0], hint=instead)
+            self.refuse_in_final(ctx, after, field=changed[0], hint=instead)
+        elif before["to"] != after["to"]:  # the start is part of the key: only the end moved
+            old_end, new_end = self.span(before)[1], self.span(after)[1]
+            shorter = new_end is not None and (old_end is None or new_end < old_end)
+            ends = [end for end in (old_end, new_end) if end is not None]
+            days = (min(ends) + timedelta(days=1), None if len(ends) < 2 else max(ends))
+
+            def keep(day: date) -> str:
+                if shorter:
+                    last = self.day_text(day - timedelta(days=1))
+                    return f"end it {self.start_word} {last} or later"
+                return f"add a new {self.name} from {self.day_text(day)} instead"
+
+            self.refuse_in_final(ctx, after, days, field="to", hint=keep)
 
 
 # -- helpers the kinds share -----------------------------------------------------------

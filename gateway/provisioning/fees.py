@@ -102,7 +102,12 @@ class Fees(ByCarrier):
             "effective_to": record["to"],
         }
 
-    def insert(self, ctx: Context, record: Record) -> None:
+    start_word = "in"
+
+    def day_text(self, day: date) -> str:
+        return f"{day:%Y-%m}"
+
+    def write_new(self, ctx: Context, record: Record) -> None:
         values = self._values(record)
         ctx.conn.execute(
             insert(fees).values(
@@ -110,8 +115,7 @@ class Fees(ByCarrier):
             )
         )
 
-    def update(self, ctx: Context, key: str, record: Record) -> None:
-        self.refuse_changed_days(ctx, self.records(ctx)[key], record)
+    def write_changed(self, ctx: Context, key: str, record: Record) -> None:
         ctx.conn.execute(
             update(fees).where(fees.c.id == self.pk(ctx, key)).values(**self._values(record))
         )

@@ -134,9 +134,8 @@ class Tariffs(ByCarrier):
                 f" now ends on {last_day}"
             )
 
-    def insert(self, ctx: Context, record: Record) -> None:
+    def write_new(self, ctx: Context, record: Record) -> None:
         carrier_pk = self.carrier_pk(ctx, record)
-        self.refuse_in_final(ctx, record)
         self._refuse_overlap(ctx, carrier_pk, record)
         ctx.conn.execute(
             insert(tariffs).values(
@@ -152,9 +151,8 @@ class Tariffs(ByCarrier):
             )
         )
 
-    def update(self, ctx: Context, key: str, record: Record) -> None:
+    def write_changed(self, ctx: Context, key: str, record: Record) -> None:
         carrier_pk = self.carrier_pk(ctx, record)
-        self.refuse_changed_days(ctx, self.records(ctx)[key], record)
         self._refuse_overlap(ctx, carrier_pk, record)
         ctx.conn.execute(
             update(tariffs)

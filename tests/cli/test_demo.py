@@ -30,7 +30,7 @@ def test_demo_plays_carrier_and_app_end_to_end_and_cleans_up():
         "stat:DELIVRD",
         "delivered     attempt 1: the app answered 200 OK [sip:1111]",
         "receipt-sent  deliver_sm answered ESME_ROK by carrier TATA",
-        "1 msgs, 1 units x 0.01 = 0.01 USD",
+        "1 msg, 1 unit x 0.01 = 0.01 USD",
         "the temporary gateway and its store are removed",
     ]
     positions = [out.find(step) for step in steps]
